@@ -1,0 +1,84 @@
+"""Base configuration: every field the training loop reads, documented once.
+
+Each config file in this directory starts from `get_config()` here and overrides only what
+differs. Any field can be overridden on the command line, e.g. `--config.batch_size=256`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # --- Model -------------------------------------------------------------------------------
+  # Registry name, see `resnet_jax.models.list_models()` (e.g. 'cifar_resnet20', 'iresnet50').
+  config.model = 'cifar_resnet20'
+  # Extra keyword arguments for `create_model` (e.g. shortcut='B', zero_init_residual=True).
+  # Config files add the fields their sweeps vary, so overrides name real fields.
+  config.model_kwargs = ml_collections.ConfigDict()
+  # Compute dtype of convolutions and dense layers: 'float32' or 'bfloat16'. Parameters,
+  # BatchNorm statistics, softmax and loss always stay in float32.
+  config.dtype = 'float32'
+  # Directory of an Orbax checkpoint (from `resnet_jax.convert` or a training run) whose
+  # `params` and `batch_stats` initialise the model; the optimizer starts fresh.
+  config.init_from = ''
+  # Only evaluate (the checkpoint in workdir, else `init_from`) and write summary.json.
+  config.eval_only = False
+
+  # --- Data --------------------------------------------------------------------------------
+  # A TFDS name ('cifar10', 'cifar100', 'imagenet2012'), 'digits' (the embedded UCI digits,
+  # shipped with scikit-learn) or 'fake' (synthetic batches, no TensorFlow needed).
+  config.dataset = 'cifar10'
+  # TFDS data directory; empty means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  config.data_dir = ''
+  config.train_split = 'train'
+  config.eval_split = 'test'
+  # Side of the square training and evaluation images, pixels (after crop).
+  config.image_size = 32
+  # Number of classes of the classifier; must match the dataset.
+  config.num_classes = 10
+  # Global batch size (summed over all devices and hosts), images per step.
+  config.batch_size = 128
+  # Global evaluation batch size; the last batch is padded and masked, never dropped.
+  config.eval_batch_size = 500
+  # Shuffle buffer, examples per host.
+  config.shuffle_buffer_size = 16_384
+  # Keep the decoded dataset in host memory after the first epoch (small datasets only).
+  config.cache = True
+  # Batches prepared ahead of the device.
+  config.prefetch = 2
+
+  # --- Length ------------------------------------------------------------------------------
+  # Training length in optimizer steps; if `num_epochs` is set (> 0) it wins.
+  config.num_train_steps = 64_000
+  config.num_epochs = 0.0
+
+  # --- Optimisation --------------------------------------------------------------------------
+  # SGD with momentum, as in all three papers.
+  config.momentum = 0.9
+  config.nesterov = False
+  # Peak learning rate. If `lr_base_batch_size` > 0 it is scaled linearly:
+  # learning_rate * batch_size / lr_base_batch_size (0.1 per 256 images on ImageNet).
+  config.learning_rate = 0.1
+  config.lr_base_batch_size = 0
+  # 'step' (multiply by `lr_decay_factor` at each of `lr_decay_at`), 'cosine' or 'constant'.
+  config.schedule = 'step'
+  # Unit of `lr_decay_at` and `warmup`: 'steps' or 'epochs'.
+  config.schedule_unit = 'steps'
+  config.lr_decay_at = (32_000, 48_000)
+  config.lr_decay_factor = 0.1
+  # Linear warmup from 0 to the peak learning rate, in `schedule_unit`.
+  config.warmup = 0.0
+  # L2 weight decay added to the gradient of every parameter (PyTorch SGD's weight_decay).
+  config.weight_decay = 1e-4
+  config.label_smoothing = 0.0
+
+  # --- Bookkeeping ---------------------------------------------------------------------------
+  config.seed = 0
+  config.log_every_steps = 100
+  # Evaluate every N steps (0: only at the end).
+  config.eval_every_steps = 0
+  config.checkpoint_every_steps = 1_000
+  # Checkpoints kept in the workdir (the newest ones).
+  config.keep_checkpoints = 3
+  return config
