@@ -13,6 +13,9 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Model -------------------------------------------------------------------------------
   # Registry name, see `resnet_jax.models.list_models()` (e.g. 'cifar_resnet20', 'iresnet50').
   config.model = 'cifar_resnet20'
+  # If > 0, replaces the depth in the model name: `--config.depth=110` turns cifar_resnet20 into
+  # cifar_resnet110. Lets one config file and one sweep axis cover a family's depths.
+  config.depth = 0
   # Extra keyword arguments for `create_model` (e.g. shortcut='B', zero_init_residual=True).
   # Config files add the fields their sweeps vary, so overrides name real fields.
   config.model_kwargs = ml_collections.ConfigDict()
