@@ -1,0 +1,140 @@
+"""2-D convolution whose backward pass uses only canonical convolutions and matmuls.
+
+`jax.grad` of `lax.conv_general_dilated` is correct everywhere, but its transposed convolutions
+have non-canonical dimension numbers (a kernel read as OIHW-flipped, a batch read as features).
+XLA:CPU sends only canonical convolutions (NHWC input, HWIO kernel) to its fast path; it gets
+the others there by inserting layout transposes, or, inside `lax.scan` loop bodies, by not
+getting them there at all (an order of magnitude slower). The VJP below computes the same
+gradients with explicitly canonical operations:
+
+* input gradient: the output gradient, dilated by the stride, convolved with the spatially
+  flipped kernel whose input and output features are swapped (per group);
+* kernel gradient of a 1x1 convolution: one matrix product over batch and space;
+* kernel gradient of a larger kernel: a convolution of the (feature-major) input with the output
+  gradient as kernel, the batch playing the role of the features.
+
+The mathematics is the convolution's; only the order of floating-point sums may differ.
+"""
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Padding = tuple[tuple[int, int], tuple[int, int]]
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _conv(x, kernel, strides, padding, groups=1, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
+  return lax.conv_general_dilated(
+    x,
+    kernel,
+    window_strides=strides,
+    padding=padding,
+    lhs_dilation=lhs_dilation,
+    rhs_dilation=rhs_dilation,
+    dimension_numbers=_NHWC,
+    feature_group_count=groups,
+  )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv2d(x, kernel, strides, padding, groups):
+  return _conv(x, kernel, strides, padding, groups)
+
+
+def _conv2d_fwd(x, kernel, strides, padding, groups):
+  return _conv(x, kernel, strides, padding, groups), (x, kernel)
+
+
+def _input_grad(dy, kernel, in_hw, strides, padding, groups):
+  kh, kw, cin_g, cout = kernel.shape
+  # Per group, swap input and output features: [kh, kw, cin/g, g, cout/g] -> [kh, kw, cout/g, cin].
+  k = kernel.reshape(kh, kw, cin_g, groups, cout // groups).transpose(0, 1, 4, 3, 2)
+  k = jnp.flip(k.reshape(kh, kw, cout // groups, groups * cin_g), (0, 1))
+  pads = []
+  for size, out, k_size, s, (lo, _) in zip(
+    in_hw, dy.shape[1:3], (kh, kw), strides, padding, strict=True
+  ):
+    # Full correlation of the stride-dilated gradient, cropped to the input's extent.
+    pads.append((k_size - 1 - lo, size + lo - (out - 1) * s - 1))
+  return _conv(dy, k, (1, 1), pads, groups, lhs_dilation=strides)
+
+
+def _kernel_grad(x, dy, kernel_shape, strides, padding, groups):
+  kh, kw, cin_g, cout = kernel_shape
+  n, h, w, cin = x.shape
+  _, ho, wo, _ = dy.shape
+  if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)):
+    # A 1x1 kernel gradient is a matrix product over batch and (strided) space.
+    x = x[:, : (ho - 1) * strides[0] + 1 : strides[0], : (wo - 1) * strides[1] + 1 : strides[1]]
+    x = x.reshape(n * ho * wo, groups, cin_g)
+    dy = dy.reshape(n * ho * wo, groups, cout // groups)
+    dk = jnp.einsum('mgi,mgo->igo', x, dy).reshape(1, 1, cin_g, cout)
+    return dk
+  # Batch as features: [cin, h, w, n] (*) [ho, wo, n, cout] with the kernel dilated by the stride.
+  pads = []
+  for size, out, k_size, s, (lo, _) in zip(
+    (h, w), (ho, wo), (kh, kw), strides, padding, strict=True
+  ):
+    pads.append((lo, k_size - 1 + (out - 1) * s - size - lo + 1))
+  # Grouped: batch_group_count pairs each group of input features with its output features.
+  dk = lax.conv_general_dilated(
+    x.transpose(3, 1, 2, 0),
+    dy.transpose(1, 2, 0, 3),
+    window_strides=(1, 1),
+    padding=pads,
+    rhs_dilation=strides,
+    dimension_numbers=_NHWC,
+    batch_group_count=groups,
+  )  # [cin / groups, kh, kw, cout]
+  return dk.transpose(1, 2, 0, 3)
+
+
+def _conv2d_bwd(strides, padding, groups, res, dy):
+  x, kernel = res
+  dx = _input_grad(dy, kernel, x.shape[1:3], strides, padding, groups)
+  dk = _kernel_grad(x, dy, kernel.shape, strides, padding, groups)
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_conv2d.defvjp(_conv2d_fwd, _conv2d_bwd)
+
+
+def conv2d(
+  x: jax.Array,
+  kernel: jax.Array,
+  strides: Sequence[int] = (1, 1),
+  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0)),
+  feature_group_count: int = 1,
+) -> jax.Array:
+  """Convolves NHWC `x` with an HWIO `kernel`; same numbers as `lax.conv_general_dilated`.
+
+  Args:
+    x: input, [batch, height, width, in_features].
+    kernel: [kh, kw, in_features // feature_group_count, out_features].
+    strides: window strides (height, width).
+    padding: explicit (low, high) zero padding per spatial dimension, as PyTorch's `padding`.
+    feature_group_count: number of groups of a grouped convolution.
+
+  Returns:
+    [batch, out_height, out_width, out_features], in the dtype of `x` and `kernel`.
+  """
+  strides = tuple(int(s) for s in strides)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  if x.ndim != 4 or kernel.ndim != 4 or len(strides) != 2 or len(padding) != 2:
+    raise ValueError(
+      f'conv2d takes a 4-D NHWC input and a 4-D HWIO kernel with two strides and two '
+      f'(low, high) paddings; got input {x.shape}, kernel {kernel.shape}, strides {strides}, '
+      f'padding {padding}. Reshape the input or use lax.conv_general_dilated for other ranks.'
+    )
+  groups = int(feature_group_count)
+  if x.shape[-1] != kernel.shape[2] * groups or kernel.shape[3] % groups:
+    raise ValueError(
+      f'conv2d: input features {x.shape[-1]} must equal kernel in-features {kernel.shape[2]} x '
+      f'feature_group_count {groups}, and kernel out-features {kernel.shape[3]} must be '
+      f'divisible by it. Check the kernel layout (HWIO) and the group count.'
+    )
+  return _conv2d(x, kernel, strides, padding, groups)
