@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 from jax import lax
 
 from resnet_jax.models import conv_ops
@@ -42,27 +43,28 @@ def _ours(x, k, stride, pad, groups):
   return conv_ops.conv2d(x, k, (stride, stride), ((pad, pad), (pad, pad)), groups)
 
 
-@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
 @pytest.mark.parametrize('size,stride,pad,groups,cin,cout,hw', CASES)
-def test_forward_and_gradients_match_autodiff(size, stride, pad, groups, cin, cout, hw, dtype):
+def test_forward_and_gradients_match_autodiff(size, stride, pad, groups, cin, cout, hw):
   kx, kk, kg = jax.random.split(jax.random.key(size * 100 + stride * 10 + groups), 3)
-  x = jax.random.normal(kx, (2, hw, hw, cin), dtype)
-  k = (jax.random.normal(kk, (size, size, cin // groups, cout)) / size).astype(dtype)
+  x = jax.random.normal(kx, (2, hw, hw, cin))
+  k = jax.random.normal(kk, (size, size, cin // groups, cout)) / size
 
-  def vjp(fn):
-    y, pullback = jax.vjp(lambda x, k: fn(x, k, stride, pad, groups), x, k)
-    dy = jax.random.normal(kg, y.shape, dtype)
-    return (y, *pullback(dy))
+  def vjp(fn, dtype):
+    y, pullback = jax.vjp(
+      lambda x, k: fn(x, k, stride, pad, groups), x.astype(dtype), k.astype(dtype)
+    )
+    return (y, *pullback(jax.random.normal(kg, y.shape, dtype)))
 
-  want = jax.jit(lambda: vjp(_reference))()
-  got = jax.jit(lambda: vjp(_ours))()
+  # One compilation per case: reference and ours, float32 and bfloat16.
+  dtypes = (jnp.float32, jnp.bfloat16)
+  results = jax.jit(lambda: [(vjp(_reference, d), vjp(_ours, d)) for d in dtypes])()
   # float32: the same sums in another order. bfloat16: outputs rounded to 8 bits of mantissa.
-  tol = 1e-4 if dtype == 'float32' else 2e-2
-  for name, a, b in zip(('output', 'input grad', 'kernel grad'), want, got, strict=True):
-    assert a.shape == b.shape and a.dtype == b.dtype, name
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    scale = np.abs(a).max()
-    np.testing.assert_allclose(b / scale, a / scale, atol=tol, err_msg=name)
+  for dtype, tol, (want, got) in zip(dtypes, (1e-4, 2e-2), results, strict=True):
+    for name, a, b in zip(('output', 'input grad', 'kernel grad'), want, got, strict=True):
+      assert a.shape == b.shape and a.dtype == b.dtype == dtype, name
+      a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+      scale = np.abs(a).max()
+      np.testing.assert_allclose(b / scale, a / scale, atol=tol, err_msg=f'{name} {dtype}')
 
 
 def test_gradients_inside_scan_match_unrolled():
@@ -92,3 +94,23 @@ def test_bad_shapes_raise_clear_errors():
     conv_ops.conv2d(jnp.ones((1, 4, 4, 6)), jnp.ones((3, 3, 4, 8)), feature_group_count=1)
   with pytest.raises(ValueError, match='4-D NHWC'):
     conv_ops.conv2d(jnp.ones((4, 4, 6)), jnp.ones((3, 3, 6, 8)))
+
+
+@pytest.mark.parametrize(
+  'window,stride,padding,hw', [(3, 2, 1, 8), (3, 2, 1, 7), (2, 2, 0, 6), (3, 1, 1, 5)]
+)
+def test_max_pool_matches_flax_including_ties(window, stride, padding, hw):
+  # After a ReLU most windows tie at zero; the gradient must go to the first maximum only.
+  x = jnp.maximum(jax.random.normal(jax.random.key(0), (2, hw, hw, 4)), 0.0)
+  x = x.at[:, :, :, 0].set(0.0)
+
+  def reference(x):
+    pads = ((padding, padding), (padding, padding))
+    return nn.max_pool(x, (window, window), (stride, stride), pads)
+
+  y, pullback = jax.vjp(reference, x)
+  # Integer gradients: sums of overlapping windows are exact in any order.
+  dy = jnp.round(jax.random.normal(jax.random.key(1), y.shape) * 8)
+  got_y, got_pullback = jax.vjp(lambda x: conv_ops.max_pool(x, window, stride, padding), x)
+  np.testing.assert_array_equal(got_y, y)
+  np.testing.assert_array_equal(got_pullback(dy)[0], pullback(dy)[0])

@@ -1,4 +1,4 @@
-"""2-D convolution whose backward pass uses only canonical convolutions and matmuls.
+"""Convolution and max pooling whose backward passes stay on XLA:CPU's fast paths.
 
 `jax.grad` of `lax.conv_general_dilated` is correct everywhere, but its transposed convolutions
 have non-canonical dimension numbers (a kernel read as OIHW-flipped, a batch read as features).
@@ -14,6 +14,11 @@ gradients with explicitly canonical operations:
   gradient as kernel, the batch playing the role of the features.
 
 The mathematics is the convolution's; only the order of floating-point sums may differ.
+
+`max_pool`'s gradient in XLA:CPU is a select-and-scatter that it expands into a scatter, about
+ten times slower than the forward; here the forward also records which window position held
+the maximum (the first one, as select-and-scatter and PyTorch choose) and the backward routes
+the gradient there with strided pads, all elementwise.
 """
 
 import functools
@@ -138,3 +143,64 @@ def conv2d(
       f'divisible by it. Check the kernel layout (HWIO) and the group count.'
     )
   return _conv2d(x, kernel, strides, padding, groups)
+
+
+def _pool_windows(x, window, stride, padding):
+  """The window*window strided views of the -inf-padded input, in row-major window order."""
+  _, h, w, _ = x.shape
+  ho, wo = (h + 2 * padding - window) // stride + 1, (w + 2 * padding - window) // stride + 1
+  pads = ((0, 0), (padding, padding), (padding, padding), (0, 0))
+  xp = jnp.pad(x, pads, constant_values=-jnp.inf)
+  return [
+    xp[:, a : a + (ho - 1) * stride + 1 : stride, b : b + (wo - 1) * stride + 1 : stride]
+    for a in range(window)
+    for b in range(window)
+  ]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def _max_pool(x, window, stride, padding):
+  return functools.reduce(jnp.maximum, _pool_windows(x, window, stride, padding))
+
+
+def _max_pool_fwd(x, window, stride, padding):
+  views = _pool_windows(x, window, stride, padding)
+  y = functools.reduce(jnp.maximum, views)
+  argmax = jnp.full(y.shape, len(views), jnp.int8)
+  for i in reversed(range(len(views))):
+    argmax = jnp.where(views[i] == y, jnp.int8(i), argmax)
+  return y, (argmax, x.shape)
+
+
+def _max_pool_bwd(window, stride, padding, res, dy):
+  argmax, (_, h, w, _) = res
+  ho, wo = argmax.shape[1:3]
+  zero = jnp.zeros((), dy.dtype)
+  dx = 0
+  for i in range(window * window):
+    a, b = divmod(i, window)
+    # Place the gradient of window position (a, b) at rows a, a + stride, ... of the padded input.
+    pads = (
+      (0, 0, 0),
+      (a, h + 2 * padding - a - (ho - 1) * stride - 1, stride - 1),
+      (b, w + 2 * padding - b - (wo - 1) * stride - 1, stride - 1),
+      (0, 0, 0),
+    )
+    dx = dx + lax.pad(jnp.where(argmax == i, dy, zero), zero, pads)
+  return (dx[:, padding : padding + h, padding : padding + w],)
+
+
+_max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
+
+
+def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -> jax.Array:
+  """Max pooling of NHWC `x` over square windows; same numbers as `flax.linen.max_pool`.
+
+  Padding is symmetric and never wins (-inf), as PyTorch's `MaxPool2d(window, stride, padding)`.
+  """
+  if x.ndim != 4 or not 0 <= padding < window or window * window > 127:
+    raise ValueError(
+      f'max_pool takes a 4-D NHWC input and a window of at most 11x11 with 0 <= padding < window; '
+      f'got input {x.shape}, window {window}, padding {padding}.'
+    )
+  return _max_pool(x, int(window), int(stride), int(padding))
