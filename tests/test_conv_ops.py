@@ -89,6 +89,28 @@ def test_gradients_inside_scan_match_unrolled():
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
 
 
+def test_gradients_with_a_batch_sharded_over_an_explicit_mesh():
+  # The train step shards the batch over an explicit mesh; the kernel gradient sums over it.
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  mesh = jax.make_mesh((jax.device_count(),), ('data',))
+  x = jax.random.normal(jax.random.key(0), (jax.device_count() * 2, 6, 6, 4))
+  ks = [jax.random.normal(jax.random.key(i), (s, s, 4, 4)) for i, s in enumerate((1, 3))]
+
+  def loss(x, ks, conv):
+    for k, stride in zip(ks, (2, 1), strict=True):
+      pad = k.shape[0] // 2
+      x = conv(x, k, stride, pad, 1)
+    return jnp.sum(x**2)
+
+  want = jax.grad(loss, (0, 1))(x, ks, _reference)
+  shardings = (NamedSharding(mesh, P('data')), NamedSharding(mesh, P()))
+  got = jax.jit(jax.grad(loss, (0, 1)), in_shardings=shardings, static_argnums=2)(x, ks, _ours)
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())
+
+
 def test_bad_shapes_raise_clear_errors():
   with pytest.raises(ValueError, match='feature_group_count'):
     conv_ops.conv2d(jnp.ones((1, 4, 4, 6)), jnp.ones((3, 3, 4, 8)), feature_group_count=1)

@@ -68,40 +68,43 @@ def _input_grad(dy, kernel, in_hw, strides, padding, groups):
   return _conv(dy, k, (1, 1), pads, groups, lhs_dilation=strides)
 
 
-def _kernel_grad(x, dy, kernel_shape, strides, padding, groups):
-  kh, kw, cin_g, cout = kernel_shape
-  n, h, w, cin = x.shape
+def _kernel_grad(x, dy, kernel, strides, padding, groups):
+  kh, kw, cin_g, cout = kernel.shape
+  _, h, w, _ = x.shape
   _, ho, wo, _ = dy.shape
-  if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)):
+  # The gradient sums over the batch, which may be sharded: its sharding is the kernel's.
+  sharding = jax.typeof(kernel).sharding
+  if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)) and groups == 1:
     # A 1x1 kernel gradient is a matrix product over batch and (strided) space.
     x = x[:, : (ho - 1) * strides[0] + 1 : strides[0], : (wo - 1) * strides[1] + 1 : strides[1]]
-    x = x.reshape(n * ho * wo, groups, cin_g)
-    dy = dy.reshape(n * ho * wo, groups, cout // groups)
-    dk = jnp.einsum('mgi,mgo->igo', x, dy).reshape(1, 1, cin_g, cout)
-    return dk
-  # Batch as features: [cin, h, w, n] (*) [ho, wo, n, cout] with the kernel dilated by the stride.
+    spec = tuple(sharding.spec) + (None,) * (4 - len(sharding.spec))
+    dk = lax.dot_general(
+      x, dy, (((0, 1, 2), (0, 1, 2)), ((), ())), out_sharding=sharding.update(spec=spec[2:])
+    )
+    return dk.reshape(kernel.shape)
+  # Batch as features: [cin, h, w, n] (*) [ho, wo, n, cout], the kernel dilated by the stride;
+  # batch_group_count pairs each group of input features with its output features.
   pads = []
   for size, out, k_size, s, (lo, _) in zip(
     (h, w), (ho, wo), (kh, kw), strides, padding, strict=True
   ):
     pads.append((lo, k_size - 1 + (out - 1) * s - size - lo + 1))
-  # Grouped: batch_group_count pairs each group of input features with its output features.
-  dk = lax.conv_general_dilated(
+  return lax.conv_general_dilated(
     x.transpose(3, 1, 2, 0),
     dy.transpose(1, 2, 0, 3),
     window_strides=(1, 1),
     padding=pads,
     rhs_dilation=strides,
-    dimension_numbers=_NHWC,
+    dimension_numbers=('NHWC', 'HWIO', 'HWNC'),  # written out directly as [kh, kw, cin/g, cout]
     batch_group_count=groups,
-  )  # [cin / groups, kh, kw, cout]
-  return dk.transpose(1, 2, 0, 3)
+    out_sharding=sharding,
+  )
 
 
 def _conv2d_bwd(strides, padding, groups, res, dy):
   x, kernel = res
   dx = _input_grad(dy, kernel, x.shape[1:3], strides, padding, groups)
-  dk = _kernel_grad(x, dy, kernel.shape, strides, padding, groups)
+  dk = _kernel_grad(x, dy, kernel, strides, padding, groups)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
 
 
