@@ -9,6 +9,8 @@ gradients with explicitly canonical operations:
 
 * input gradient: the output gradient, dilated by the stride, convolved with the spatially
   flipped kernel whose input and output features are swapped (per group);
+* input gradient of a 1x1 convolution: a matrix product with the kernel read transposed,
+  which the matmul does without a copy of the kernel;
 * kernel gradient of a 1x1 convolution: one matrix product over batch and space;
 * kernel gradient of a larger kernel: a convolution of the (feature-major) input with the output
   gradient as kernel, the batch playing the role of the features.
@@ -56,6 +58,16 @@ def _conv2d_fwd(x, kernel, strides, padding, groups):
 
 def _input_grad(dy, kernel, in_hw, strides, padding, groups):
   kh, kw, cin_g, cout = kernel.shape
+  if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)) and groups == 1:
+    # dy @ kernel^T; the matmul reads the kernel transposed, no copy. A strided 1x1 convolution
+    # saw every stride-th pixel: its gradient goes back there, zeros elsewhere.
+    dx = lax.dot_general(dy, kernel[0, 0], (((3,), (1,)), ((), ())))
+    (sh, sw), (ho, wo) = strides, dy.shape[1:3]
+    if (sh, sw) == (1, 1):
+      return dx
+    pads = ((0, 0, 0), (0, in_hw[0] - (ho - 1) * sh - 1, sh - 1))
+    pads += ((0, in_hw[1] - (wo - 1) * sw - 1, sw - 1), (0, 0, 0))
+    return lax.pad(dx, jnp.zeros((), dx.dtype), pads)
   # Per group, swap input and output features: [kh, kw, cin/g, g, cout/g] -> [kh, kw, cout/g, cin].
   k = kernel.reshape(kh, kw, cin_g, groups, cout // groups).transpose(0, 1, 4, 3, 2)
   k = jnp.flip(k.reshape(kh, kw, cout // groups, groups * cin_g), (0, 1))
@@ -74,10 +86,10 @@ def _kernel_grad(x, dy, kernel, strides, padding, groups):
   _, ho, wo, _ = dy.shape
   # The gradient sums over the batch, which may be sharded: its sharding is the kernel's.
   sharding = jax.typeof(kernel).sharding
+  spec = tuple(sharding.spec) + (None,) * (4 - len(sharding.spec))
   if (kh, kw) == (1, 1) and padding == ((0, 0), (0, 0)) and groups == 1:
     # A 1x1 kernel gradient is a matrix product over batch and (strided) space.
     x = x[:, : (ho - 1) * strides[0] + 1 : strides[0], : (wo - 1) * strides[1] + 1 : strides[1]]
-    spec = tuple(sharding.spec) + (None,) * (4 - len(sharding.spec))
     dk = lax.dot_general(
       x, dy, (((0, 1, 2), (0, 1, 2)), ((), ())), out_sharding=sharding.update(spec=spec[2:])
     )
@@ -89,16 +101,17 @@ def _kernel_grad(x, dy, kernel, strides, padding, groups):
     (h, w), (ho, wo), (kh, kw), strides, padding, strict=True
   ):
     pads.append((lo, k_size - 1 + (out - 1) * s - size - lo + 1))
-  return lax.conv_general_dilated(
+  dk = lax.conv_general_dilated(
     x.transpose(3, 1, 2, 0),
     dy.transpose(1, 2, 0, 3),
     window_strides=(1, 1),
     padding=pads,
     rhs_dilation=strides,
-    dimension_numbers=('NHWC', 'HWIO', 'HWNC'),  # written out directly as [kh, kw, cin/g, cout]
+    dimension_numbers=_NHWC,
     batch_group_count=groups,
-    out_sharding=sharding,
-  )
+    out_sharding=sharding.update(spec=(spec[2], spec[0], spec[1], spec[3])),
+  )  # [cin / groups, kh, kw, cout]
+  return dk.transpose(1, 2, 0, 3)
 
 
 def _conv2d_bwd(strides, padding, groups, res, dy):
