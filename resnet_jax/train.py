@@ -23,13 +23,11 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from clu import metric_writers, periodic_actions
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from resnet_jax import fake_data, models
-from resnet_jax.metric_logging import JsonlWriter
+from resnet_jax import fake_data, metric_logging, models
 
 
 class TrainState(train_state.TrainState):
@@ -144,7 +142,7 @@ def train_step(
     'loss': loss,
     'top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
     # One flag catches a NaN/Inf in the loss or in any gradient before it reaches a checkpoint.
-    'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))),
+    'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))),
   }
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
   return state, metrics
@@ -335,12 +333,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = restore_pretrained(state, config.init_from)
   start_step = int(state.step)
 
-  writer = metric_writers.MultiWriter(
-    [
-      metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0),
-      *([JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))] if jax.process_index() == 0 else []),
-    ]
-  )
+  writer = metric_logging.create_writer(workdir)
   if start_step == 0:
     writer.write_hparams(
       {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
@@ -366,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   else:
     eval_metrics = None
     preemption = _PreemptionFlag()
-    report_progress = periodic_actions.ReportProgress(
+    report_progress = metric_logging.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
     pending = []  # Device metrics since the last log, fetched together.
