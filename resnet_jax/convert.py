@@ -117,7 +117,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     with np.load(path) as npz:
       return dict(npz)
   try:
-    import torch  # noqa: PLC0415 (optional: only needed for PyTorch files)
+    import torch  # optional: only needed for PyTorch files
   except ImportError:
     raise ImportError(
       f'Reading {path} needs PyTorch, which resnet_jax does not depend on: run '
