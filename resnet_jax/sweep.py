@@ -298,7 +298,9 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
   def run(index: int, point: Point) -> None:
     env = slots.get()
     try:
-      state = 'resuming' if os.path.isdir(os.path.join(point.workdir, 'checkpoints')) else 'starting'
+      state = (
+        'resuming' if os.path.isdir(os.path.join(point.workdir, 'checkpoints')) else 'starting'
+      )
       devices = f' on GPUs {env["CUDA_VISIBLE_DEVICES"]}' if env else ''
       print(f'[{index + 1}/{len(todo)}] {point.name}: {state}{devices}', flush=True)
       start = time.time()
