@@ -362,10 +362,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
 
-  if config.eval_only:
-    eval_metrics = run_eval(start_step)
-  else:
-    eval_metrics = None
+  eval_metrics = None
+  if not config.eval_only:
     preemption = _PreemptionFlag()
     report_progress = metric_logging.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
@@ -408,6 +406,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         manager.wait_until_finished()
         writer.flush()
         return {'preempted_at_step': step}
+  if eval_metrics is None:  # A finished run started again: evaluate its final state.
+    eval_metrics = run_eval(int(state.step))
   manager.wait_until_finished()
   writer.flush()
   summary = {
