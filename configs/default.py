@@ -19,9 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Extra keyword arguments for `create_model` (e.g. shortcut='B', zero_init_residual=True).
   # Config files add the fields their sweeps vary, so overrides name real fields.
   config.model_kwargs = ml_collections.ConfigDict()
-  # Compute dtype of convolutions and dense layers: 'float32' or 'bfloat16'. Parameters,
-  # BatchNorm statistics, softmax and loss always stay in float32.
-  config.dtype = 'float32'
+  # Compute dtype of convolutions and dense layers: 'float32', 'bfloat16', or 'auto' (bfloat16
+  # on GPU/TPU, float32 on CPU). Parameters, BatchNorm statistics, softmax and loss always
+  # stay in float32.
+  config.dtype = 'auto'
   # Directory of an Orbax checkpoint (from `resnet_jax.convert` or a training run) whose
   # `params` and `batch_stats` initialise the model; the optimizer starts fresh.
   config.init_from = ''

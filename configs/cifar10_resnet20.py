@@ -1,0 +1,32 @@
+"""He et al. 2015, Section 4.2: CIFAR-10 ResNets, option A shortcuts.
+
+Batch 128, SGD momentum 0.9, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k,
+weight decay 1e-4; 4-pixel padding, random 32x32 crop and horizontal flip. Other depths of
+the paper (32, 44, 56, 110, 1202) and other CIFAR-layout families by override, e.g.
+`--config.depth=110` or `--config.model=cifar_iresnet56`.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model = 'cifar_resnet20'
+  # Shortcut option of He 2015: 'A' (zero-padding identity), 'B' or 'C' (projections).
+  config.model_kwargs = ml_collections.ConfigDict({'shortcut': 'A'})
+  config.dataset = 'cifar10'
+  config.image_size = 32
+  config.num_classes = 10
+  config.batch_size = 128
+  config.eval_batch_size = 500
+  config.num_train_steps = 64_000
+  config.learning_rate = 0.1
+  config.schedule = 'step'
+  config.schedule_unit = 'steps'
+  config.lr_decay_at = (32_000, 48_000)
+  config.weight_decay = 1e-4
+  config.eval_every_steps = 2_000
+  config.checkpoint_every_steps = 2_000
+  return config

@@ -1,0 +1,36 @@
+"""ResNet-50 on ImageNet, the recipe of the official iResNet code.
+
+SGD momentum 0.9, lr 0.1 per 256 images scaled linearly with the global batch, weight
+decay 1e-4, 90 epochs with the learning rate divided by 10 at epochs 30, 60 and 80
+(`--config.schedule=cosine` for cosine decay; `--config.warmup=5` for five warmup epochs),
+no label smoothing; bfloat16 compute on GPU/TPU, float32 on CPU (`config.dtype='auto'`).
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model = 'resnet50'
+  config.dataset = 'imagenet2012'
+  config.train_split = 'train'
+  config.eval_split = 'validation'
+  config.image_size = 224
+  config.num_classes = 1000
+  config.batch_size = 256
+  config.eval_batch_size = 256
+  config.cache = False
+  config.num_train_steps = -1
+  config.num_epochs = 90
+  config.learning_rate = 0.1
+  config.lr_base_batch_size = 256
+  config.schedule = 'step'
+  config.schedule_unit = 'epochs'
+  config.lr_decay_at = (30, 60, 80)
+  config.warmup = 0.0
+  config.weight_decay = 1e-4
+  config.label_smoothing = 0.0
+  config.log_every_steps = 100
+  config.eval_every_steps = 5_000
+  config.checkpoint_every_steps = 5_000
+  return config

@@ -1,0 +1,245 @@
+"""TFDS / tf.data input pipelines for ImageNet, CIFAR and the embedded digits dataset.
+
+Every process reads only its own slice of each split. Training data is a pure function of
+(seed, step): each epoch is shuffled with a seed derived from (seed, epoch, process) and every
+example is augmented with stateless random ops keyed by its position, so a resumed run sees
+exactly the batches the uninterrupted run would have seen, with no iterator state to save.
+Evaluation covers every example exactly once: the last batch is padded and masked.
+
+This is the only module that imports TensorFlow.
+"""
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterator
+
+import jax
+import ml_collections
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from resnet_jax import digits_dataset  # noqa: F401  (registers the 'digits' TFDS builder)
+
+# TensorFlow must never take the accelerator memory that JAX needs.
+tf.config.set_visible_devices([], 'GPU')
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How one dataset is normalised and augmented (pixel statistics on the 0..255 scale)."""
+
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  # 'pad_crop': pad `pad` pixels, random crop back (CIFAR). 'inception_crop': random-resized
+  # crop of 8-100% area and 3/4-4/3 aspect for training, resize + center crop for eval.
+  augmentation: str
+  pad: int = 0
+  flip: bool = True
+
+
+def _scaled(values: tuple[float, ...]) -> tuple[float, ...]:
+  return tuple(v * 255.0 for v in values)
+
+
+DATASETS = {
+  'digits': DatasetSpec(
+    # Mirror images of digits are other digits: crop jitter only, no flip.
+    _scaled((0.3053,)),
+    _scaled((0.3759,)),
+    'pad_crop',
+    pad=1,
+    flip=False,
+  ),
+  'cifar10': DatasetSpec(
+    _scaled((0.4914, 0.4822, 0.4465)), _scaled((0.2470, 0.2435, 0.2616)), 'pad_crop', pad=4
+  ),
+  'cifar100': DatasetSpec(
+    _scaled((0.5071, 0.4865, 0.4409)), _scaled((0.2673, 0.2564, 0.2762)), 'pad_crop', pad=4
+  ),
+  'imagenet2012': DatasetSpec(
+    _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop'
+  ),
+}
+
+# ImageNet evaluation resizes the shorter side to 256 for a 224 crop; other sizes keep the ratio.
+_EVAL_RESIZE_RATIO = 256 / 224
+
+
+class DatasetNotPreparedError(ValueError):
+  pass
+
+
+def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of `config.dataset`, prepared now unless that needs a manual step."""
+  if config.dataset not in DATASETS:
+    raise ValueError(
+      f'Unknown dataset {config.dataset!r}. Valid datasets: {", ".join(sorted(DATASETS))}, and '
+      "'fake' for synthetic batches."
+    )
+  builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
+  if builder.is_prepared():
+    return builder
+  if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
+    manual_dir = os.path.join(builder._data_dir_root, 'downloads', 'manual')  # noqa: SLF001
+    raise DatasetNotPreparedError(
+      f'Dataset {config.dataset!r} is not prepared in the TFDS data directory '
+      f'{builder._data_dir_root!r} and needs a manual download. Download the files (for '  # noqa: SLF001
+      f'imagenet2012: ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar from image-net.org), '
+      f'put them in {manual_dir!r}, then run `tfds build {config.dataset} '
+      f'--data_dir={builder._data_dir_root}` once (or pass --config.data_dir=DIR where it is '  # noqa: SLF001
+      'already prepared).'
+    )
+  builder.download_and_prepare()
+  return builder
+
+
+def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
+  image = tf.cast(image, tf.float32)
+  return (image - tf.constant(spec.mean)) / tf.constant(spec.std)
+
+
+def _inception_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
+  """Random-resized crop (8-100% of the area, aspect 3/4-4/3), decoding only the crop."""
+  shape = tf.io.extract_jpeg_shape(image_bytes)
+  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+    shape,
+    bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+    seed=seed,
+    area_range=(0.08, 1.0),
+    aspect_ratio_range=(3 / 4, 4 / 3),
+    max_attempts=10,
+    use_image_if_no_bounding_boxes=True,
+  )
+  window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+  image = tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)
+  return tf.image.resize(image, [size, size], method='bilinear', antialias=True)
+
+
+def _resize_center_crop(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
+  image = tf.io.decode_jpeg(image_bytes, channels=3)
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  scale = round(size * _EVAL_RESIZE_RATIO) / tf.reduce_min(shape)
+  new_shape = tf.cast(tf.round(shape * scale), tf.int32)
+  image = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
+  top = (new_shape[0] - size) // 2
+  left = (new_shape[1] - size) // 2
+  return image[top : top + size, left : left + size]
+
+
+def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
+  def preprocess(seed, example):
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    if spec.augmentation == 'inception_crop':
+      image = _inception_crop(example['image'], size, crop_seed)
+    else:
+      image = example['image']
+      padded = tf.pad(image, [[spec.pad, spec.pad], [spec.pad, spec.pad], [0, 0]])
+      image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
+    if spec.flip:
+      image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
+    return {'image': _normalize(image, spec), 'label': tf.cast(example['label'], tf.int32)}
+
+  return preprocess
+
+
+def _eval_preprocess(spec: DatasetSpec, size: int) -> Callable:
+  def preprocess(example):
+    if spec.augmentation == 'inception_crop':
+      image = _resize_center_crop(example['image'], size)
+    else:
+      image = example['image']
+    image = tf.ensure_shape(image, [size, size, len(spec.mean)])
+    return {
+      'image': _normalize(image, spec),
+      'label': tf.cast(example['label'], tf.int32),
+      'mask': tf.constant(1.0),
+    }
+
+  return preprocess
+
+
+def _read(builder: tfds.core.DatasetBuilder, split, spec: DatasetSpec, file_seed=None):
+  """Reads a split; JPEGs stay encoded so that the crop decodes only what it keeps."""
+  decoders = (
+    {'image': tfds.decode.SkipDecoding()} if spec.augmentation == 'inception_crop' else None
+  )
+  read_config = tfds.ReadConfig(shuffle_seed=file_seed) if file_seed is not None else None
+  return builder.as_dataset(
+    split=split,
+    shuffle_files=file_seed is not None,
+    decoders=decoders,
+    read_config=read_config,
+  )
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  entropy = [seed, epoch, jax.process_index()]
+  return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
+
+
+def train_batches(
+  builder: tfds.core.DatasetBuilder,
+  config: ml_collections.ConfigDict,
+  host_batch_size: int,
+  start_step: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
+  """Yields this process's training batches forever, starting at `start_step`."""
+  spec = DATASETS[config.dataset]
+  split = tfds.split_for_jax_process(config.train_split, drop_remainder=True)
+  num_examples = builder.info.splits[split].num_examples
+  steps_per_epoch = num_examples // host_batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(
+      f'The per-process batch size {host_batch_size} is larger than the {num_examples} '
+      f'training examples of this process; lower --config.batch_size.'
+    )
+  epoch, offset = divmod(start_step, steps_per_epoch)
+  cached = _read(builder, split, spec).cache() if config.cache else None
+  preprocess = _train_preprocess(spec, config.image_size)
+  while True:
+    epoch_seed = _epoch_seed(config.seed, epoch)
+    if cached is not None:
+      ds = cached.shuffle(num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
+    else:
+      ds = _read(builder, split, spec, file_seed=epoch_seed)
+      ds = ds.shuffle(config.shuffle_buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
+    first = offset * host_batch_size
+    ds = ds.skip(first).enumerate(start=first)
+    ds = ds.map(
+      lambda i, ex, s=epoch_seed: preprocess(tf.stack([tf.constant(s, tf.int64), i]), ex),
+      num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    ds = ds.batch(host_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    yield from ds.as_numpy_iterator()
+    epoch, offset = epoch + 1, 0
+
+
+def eval_batches(
+  builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict, host_batch_size: int
+) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
+  """Returns (a function that starts a pass over this process's eval slice, steps per pass).
+
+  All processes run the same number of steps; examples past the end are zero images with
+  mask 0, so metrics weighted by the mask count every example exactly once.
+  """
+  spec = DATASETS[config.dataset]
+  total = builder.info.splits[config.eval_split].num_examples
+  split = tfds.split_for_jax_process(config.eval_split, drop_remainder=False)
+  num_steps = math.ceil(math.ceil(total / jax.process_count()) / host_batch_size)
+  ds = _read(builder, split, spec).map(
+    _eval_preprocess(spec, config.image_size), num_parallel_calls=tf.data.AUTOTUNE
+  )
+  if config.cache:
+    ds = ds.cache()
+  padding = tf.data.Dataset.from_tensors(
+    tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), ds.element_spec)
+  ).repeat()
+  ds = ds.concatenate(padding).take(num_steps * host_batch_size)
+  ds = ds.batch(host_batch_size).prefetch(tf.data.AUTOTUNE)
+  return ds.as_numpy_iterator, num_steps
+
+
+def num_train_examples(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:
+  return builder.info.splits[config.train_split].num_examples

@@ -1,0 +1,438 @@
+"""Training and evaluation loop: one jit-compiled step over a mesh of every device.
+
+Parameters and optimizer state are replicated; each batch is sharded over the 'data' axis of
+the mesh, so XLA reduces BatchNorm statistics and gradients over the global batch, as a pmap
+with an axis name would. Runs are resumable: data order and randomness are functions of
+(seed, step), and everything else is in the Orbax checkpoint.
+"""
+
+import functools
+import itertools
+import json
+import os
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+from flax.training import train_state
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from resnet_jax import fake_data, metric_logging, models
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+def model_name(config: ml_collections.ConfigDict) -> str:
+  """The registry name of the configured model, with `config.depth` applied."""
+  if not config.depth:
+    return config.model
+  if not re.search(r'\d+$', config.model):
+    raise ValueError(
+      f'config.depth={config.depth} needs a model name ending in a depth (e.g. cifar_resnet20), '
+      f'got {config.model!r}.'
+    )
+  return re.sub(r'\d+$', str(config.depth), config.model)
+
+
+def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
+  """`config.dtype`, with 'auto' meaning bfloat16 on accelerators and float32 on CPU."""
+  if config.dtype == 'auto':
+    return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
+  return jnp.dtype(config.dtype)
+
+
+def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+  return models.create_model(
+    model_name(config),
+    num_classes=config.num_classes,
+    dtype=compute_dtype(config),
+    **config.model_kwargs.to_dict(),
+  )
+
+
+def create_learning_rate_fn(
+  config: ml_collections.ConfigDict, steps_per_epoch: int, num_train_steps: int
+) -> optax.Schedule:
+  """Linear warmup, then step, cosine or constant; decay points are absolute steps or epochs."""
+  peak = config.learning_rate
+  if config.lr_base_batch_size:
+    peak *= config.batch_size / config.lr_base_batch_size
+  unit = {'steps': 1, 'epochs': steps_per_epoch}[config.schedule_unit]
+  warmup = int(round(config.warmup * unit))
+  if config.schedule == 'step':
+    boundaries = {int(round(b * unit)) - warmup: config.lr_decay_factor for b in config.lr_decay_at}
+    main = optax.piecewise_constant_schedule(peak, boundaries)
+  elif config.schedule == 'cosine':
+    main = optax.cosine_decay_schedule(peak, max(num_train_steps - warmup, 1))
+  elif config.schedule == 'constant':
+    main = optax.constant_schedule(peak)
+  else:
+    raise ValueError(f"Unknown schedule {config.schedule!r}; use 'step', 'cosine' or 'constant'.")
+  if not warmup:
+    return main
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
+
+
+def create_optimizer(
+  config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule
+) -> optax.GradientTransformation:
+  """SGD as in PyTorch: the decay term joins the gradient before momentum."""
+  return optax.chain(
+    optax.add_decayed_weights(config.weight_decay),
+    optax.sgd(learning_rate_fn, momentum=config.momentum, nesterov=config.nesterov),
+  )
+
+
+def create_train_state(
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  rng: jax.Array,
+  input_shape: tuple[int, ...],
+  sharding: NamedSharding,
+) -> TrainState:
+  @functools.partial(jax.jit, out_shardings=sharding)
+  def init(rng):
+    variables = model.init({'params': rng}, jnp.zeros(input_shape, jnp.float32), train=False)
+    return TrainState.create(
+      apply_fn=model.apply,
+      params=variables['params'],
+      batch_stats=variables.get('batch_stats', {}),
+      tx=tx,
+    )
+
+  return init(rng)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:
+  num_classes = logits.shape[-1]
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  dropout_rng: jax.Array,
+  label_smoothing: float,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  rng = jax.random.fold_in(dropout_rng, state.step)
+
+  def loss_fn(params):
+    logits, new_model_state = state.apply_fn(
+      {'params': params, 'batch_stats': state.batch_stats},
+      batch['image'],
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': rng},
+    )
+    loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
+    return loss, (logits, new_model_state)
+
+  (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  metrics = {
+    'loss': loss,
+    'top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
+    # One flag catches a NaN/Inf in the loss or in any gradient before it reaches a checkpoint.
+    'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))),
+  }
+  state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
+  return state, metrics
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Sums over the unmasked examples, so padding never counts."""
+  logits = state.apply_fn(
+    {'params': state.params, 'batch_stats': state.batch_stats}, batch['image'], train=False
+  ).astype(jnp.float32)
+  mask = batch['mask']
+  labels = batch['label']
+  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+  return {
+    'loss': jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
+    'top1': jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+    'top5': jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) * mask),
+    'count': jnp.sum(mask),
+  }
+
+
+def make_mesh() -> jax.sharding.Mesh:
+  return jax.make_mesh((jax.device_count(),), ('data',))
+
+
+def check_batch_size(batch_size: int, name: str) -> None:
+  devices, processes = jax.device_count(), jax.process_count()
+  if batch_size % devices:
+    lower = batch_size // devices * devices
+    raise ValueError(
+      f'config.{name}={batch_size} does not divide by the {devices} devices '
+      f'({processes} process(es) x {jax.local_device_count()} local devices): every device '
+      f'must get the same number of examples. Use a multiple of {devices}, e.g. '
+      f'{max(lower, devices)} or {lower + devices}.'
+    )
+
+
+def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Assembles each process's slice into one global array sharded over the mesh."""
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def prefetch(iterator: Iterator, size: int) -> Iterator:
+  """Keeps `size` batches on their way to the devices while the current step runs."""
+  queue = list(itertools.islice(iterator, size))
+  for item in iterator:
+    queue.append(item)
+    yield queue.pop(0)
+  yield from queue
+
+
+class Data:
+  """The configured dataset: train batches from any step, eval passes, epoch length."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.host_batch = config.batch_size // jax.process_count()
+    self.host_eval_batch = config.eval_batch_size // jax.process_count()
+    if config.dataset == 'fake':
+      self.num_train_examples = fake_data.NUM_TRAIN_EXAMPLES
+      self.builder = None
+    else:
+      # Imported here so that fake-data runs never need TensorFlow.
+      from resnet_jax import input_pipeline
+
+      self.pipeline = input_pipeline
+      self.builder = input_pipeline.get_builder(config)
+      self.num_train_examples = input_pipeline.num_train_examples(self.builder, config)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return max(self.num_train_examples // self.config.batch_size, 1)
+
+  def train(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
+    if self.builder is None:
+      return fake_data.train_batches(self.config, self.host_batch, start_step)
+    return self.pipeline.train_batches(self.builder, self.config, self.host_batch, start_step)
+
+  def eval(self) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
+    if self.builder is None:
+      return fake_data.eval_batches(self.config, self.host_eval_batch)
+    return self.pipeline.eval_batches(self.builder, self.config, self.host_eval_batch)
+
+
+def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+  if config.num_train_steps > 0:
+    return config.num_train_steps
+  if config.num_epochs > 0:
+    return int(round(config.num_epochs * steps_per_epoch))
+  raise ValueError('Set config.num_train_steps or config.num_epochs to a positive value.')
+
+
+def evaluate(
+  state: TrainState,
+  eval_step_fn: Callable,
+  eval_data: tuple[Callable[[], Iterator], int],
+  sharding: NamedSharding,
+) -> dict[str, float]:
+  start_pass, num_steps = eval_data
+  totals = None
+  for batch in itertools.islice(start_pass(), num_steps):
+    sums = eval_step_fn(state, to_global(batch, sharding))
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  count = float(totals.pop('count'))
+  return {name: float(value) / count for name, value in totals.items()} | {'count': count}
+
+
+def restore_pretrained(state: TrainState, directory: str) -> TrainState:
+  """Loads `params` and `batch_stats` from an Orbax checkpoint (converted weights or a run)."""
+  tree = ocp.StandardCheckpointer().restore(os.path.abspath(directory))
+  if 'params' not in tree:
+    raise ValueError(
+      f'config.init_from={directory!r} holds no `params`: point it at a directory written by '
+      '`python -m resnet_jax.convert` or at a step directory of a run, e.g. '
+      'WORKDIR/checkpoints/1000/default.'
+    )
+  restored = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
+  current = {'params': state.params, 'batch_stats': state.batch_stats}
+  if jax.tree.structure(restored) != jax.tree.structure(current):
+    raise ValueError(
+      f'The checkpoint in {directory!r} does not match the parameters of the configured model '
+      f'{state.apply_fn}: check config.model and config.model_kwargs.'
+    )
+  restored = jax.tree.map(
+    lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), restored, current
+  )
+  return state.replace(**restored)
+
+
+class _PreemptionFlag:
+  """Set by SIGTERM in single-process runs; multi-process runs use JAX's preemption service."""
+
+  def __init__(self):
+    self.raised = False
+    if jax.process_count() == 1:
+      signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.raised = True
+
+  def reached(self, manager: ocp.CheckpointManager, step: int) -> bool:
+    return self.raised or manager.reached_preemption(step)
+
+
+def write_summary(workdir: str, summary: dict[str, Any]) -> None:
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump(summary, f, indent=2)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json."""
+  start_time = time.time()
+  workdir = os.path.abspath(workdir)
+  check_batch_size(config.batch_size, 'batch_size')
+  check_batch_size(config.eval_batch_size, 'eval_batch_size')
+  model = create_model(config)
+  data = Data(config)
+  total_steps = num_train_steps(config, data.steps_per_epoch)
+  learning_rate_fn = create_learning_rate_fn(config, data.steps_per_epoch, total_steps)
+
+  mesh = make_mesh()
+  replicated = NamedSharding(mesh, P())
+  data_sharding = NamedSharding(mesh, P('data'))
+  eval_data = data.eval()
+  first_eval = next(eval_data[0]())
+  input_shape = (1,) + first_eval['image'].shape[1:]
+  rng = jax.random.key(config.seed)
+  init_rng, dropout_rng = jax.random.split(rng)
+  state = create_train_state(
+    model, create_optimizer(config, learning_rate_fn), init_rng, input_shape, replicated
+  )
+  num_params = sum(x.size for x in jax.tree.leaves(state.params))
+
+  manager = ocp.CheckpointManager(
+    os.path.join(workdir, 'checkpoints'),
+    options=ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints,
+      save_interval_steps=config.checkpoint_every_steps,
+    ),
+  )
+  if manager.latest_step() is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+  elif config.init_from:
+    state = restore_pretrained(state, config.init_from)
+  start_step = int(state.step)
+
+  writer = metric_logging.create_writer(workdir)
+  if start_step == 0:
+    writer.write_hparams(
+      {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
+    )
+
+  p_train_step = jax.jit(
+    functools.partial(train_step, label_smoothing=config.label_smoothing),
+    in_shardings=(replicated, data_sharding, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
+  p_eval_step = jax.jit(
+    eval_step, in_shardings=(replicated, data_sharding), out_shardings=replicated
+  )
+
+  def run_eval(step):
+    metrics = evaluate(state, p_eval_step, eval_data, data_sharding)
+    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
+    return metrics
+
+  eval_metrics = None
+  if not config.eval_only:
+    preemption = _PreemptionFlag()
+    report_progress = metric_logging.ReportProgress(
+      num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
+    )
+    pending = []  # Device metrics since the last log, fetched together.
+    window_start, window_steps = time.time(), 0
+    batches = prefetch(
+      (to_global(b, data_sharding) for b in data.train(start_step)), config.prefetch
+    )
+    for step in range(start_step + 1, total_steps + 1):
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, metrics = p_train_step(state, next(batches), dropout_rng)
+      pending.append(metrics)
+      window_steps += 1
+      if step == start_step + 1:
+        # The first step compiles: report it alone and keep it out of images_per_sec.
+        jax.block_until_ready(metrics)
+        logging.info('First step (compilation included): %.1f s', time.time() - window_start)
+        window_start, window_steps = time.time(), 0
+      report_progress(step)
+      is_last = step == total_steps
+      preempted = preemption.reached(manager, step)
+      if step % config.log_every_steps == 0 or is_last or manager.should_save(step) or preempted:
+        _check_finite(pending, step, manager, workdir)
+      if step % config.log_every_steps == 0 or is_last:
+        fetched = jax.device_get(pending)
+        elapsed = time.time() - window_start
+        scalars = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in ('loss', 'top1')}
+        scalars['learning_rate'] = float(learning_rate_fn(step - 1))
+        if window_steps:
+          scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
+        writer.write_scalars(step, scalars)
+        pending, window_start, window_steps = [], time.time(), 0
+      if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
+        with report_progress.timed('eval'):
+          eval_metrics = run_eval(step)
+        window_start = time.time()
+      manager.save(step, args=ocp.args.StandardSave(state), force=is_last or preempted)
+      if preempted:
+        manager.wait_until_finished()
+        writer.flush()
+        return {'preempted_at_step': step}
+  if eval_metrics is None:  # A finished run started again: evaluate its final state.
+    eval_metrics = run_eval(int(state.step))
+  manager.wait_until_finished()
+  writer.flush()
+  summary = {
+    'model': model_name(config),
+    'dataset': config.dataset,
+    'dtype': compute_dtype(config).name,
+    'config': config.to_dict(),
+    'step': int(state.step),
+    'num_train_steps': total_steps,
+    'num_params': int(num_params),
+    'eval': eval_metrics,
+    'wall_time_s': time.time() - start_time,
+  }
+  write_summary(workdir, summary)
+  return summary
+
+
+def _check_finite(pending: list, step: int, manager: ocp.CheckpointManager, workdir: str) -> None:
+  if not any(bool(m['nonfinite']) for m in jax.device_get(pending)):
+    return
+  manager.wait_until_finished()
+  last = manager.latest_step()
+  kept = f'the last good checkpoint (step {last})' if last is not None else 'no checkpoint'
+  raise NonFiniteLossError(
+    f'The loss or a gradient became NaN or Inf at or before step {step}; training stopped '
+    f'without saving, and {kept} is kept in {workdir}. Lower config.learning_rate, add warmup '
+    '(config.warmup) or use float32 (config.dtype) and restart: the run resumes from there.'
+  )
