@@ -1,6 +1,7 @@
 r"""Parameters and multiply-accumulates of a registry model, in total and per stage.
 
     python -m resnet_jax.summary --model=iresnet50 [--image_size=224]
+    python -m resnet_jax.summary --model=all    # Markdown table of the whole registry
 
 MACs are counted exactly from the model's jaxpr for one image: every convolution contributes
 (output elements) x (kernel height x width x input channels / groups), every dense layer
@@ -102,10 +103,10 @@ def default_image_size(name: str) -> int:
 
 
 def format_count(n: int) -> str:
-  """4.09 G, 40.6 M, 270 K: three significant digits."""
+  """Three significant digits: 4.09 G, 15.0 G, 40.6 M, 270 K."""
   for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
-    if n >= scale:
-      return f'{n / scale:.3g} {unit}'
+    if n >= scale * (1 - 5e-4):  # 999,999 is 1.00 M, not 1000 K
+      return f'{n / scale:#.3g}'.rstrip('.') + f' {unit}'
   return str(n)
 
 
@@ -123,14 +124,29 @@ def format_summary(name: str, image_size: int, summary: dict[str, Any]) -> str:
   return '\n'.join(lines)
 
 
+def zoo_table() -> str:
+  """Markdown table of every registry name: parameters and MACs at its default image size."""
+  lines = ['| model | image | parameters | MACs |', '|---|---|---:|---:|']
+  for name in models.list_models():
+    size = default_image_size(name)
+    result = summarize(models.create_model(name), size)
+    lines.append(f'| {name} | {size} | {result["params"]:,} | {format_count(result["macs"])} |')
+  return '\n'.join(lines)
+
+
 FLAGS = flags.FLAGS
-flags.DEFINE_string('model', None, 'Registry name, see resnet_jax.models.list_models().')
+flags.DEFINE_string(
+  'model', None, "Registry name (see resnet_jax.models.list_models()), or 'all' for a table."
+)
 flags.DEFINE_integer('image_size', 0, 'Image side in pixels; 0: 32 for cifar_* models, else 224.')
 flags.DEFINE_integer('channels', 3, 'Image channels.')
 
 
 def main(argv: list[str]) -> None:
   del argv
+  if FLAGS.model == 'all':
+    print(zoo_table())
+    return
   image_size = FLAGS.image_size or default_image_size(FLAGS.model)
   model = models.create_model(FLAGS.model)
   print(format_summary(FLAGS.model, image_size, summarize(model, image_size, FLAGS.channels)))

@@ -76,3 +76,23 @@ def test_summary_command_prints_the_table():
   assert 'parameters  269,722' in out
   assert 'MACs        40.6 M (40,551,040)' in out
   assert out.count('\nstage') == 3
+
+
+def test_zoo_table(monkeypatch):
+  monkeypatch.setattr(summary.models, 'list_models', lambda: ['cifar_resnet20', 'resnet50'])
+  assert summary.zoo_table().splitlines()[2:] == [
+    '| cifar_resnet20 | 32 | 269,722 | 40.6 M |',
+    '| resnet50 | 224 | 25,557,032 | 4.09 G |',
+  ]
+
+
+def test_format_count():
+  counts = [4_089_184_256, 15_000_000_000, 269_722, 999_999, 99_960, 999]
+  assert [summary.format_count(n) for n in counts] == [
+    '4.09 G',
+    '15.0 G',
+    '270 K',
+    '1.00 M',
+    '100 K',
+    '999',
+  ]
