@@ -19,9 +19,11 @@ def _restore(workdir, step=None):
   manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
   step = manager.latest_step() if step is None else step
   device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  metadata = ocp.StandardCheckpointer().metadata(
+    os.path.join(workdir, 'checkpoints', str(step), 'default')
+  )
   target = jax.tree.map(
-    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-    manager.item_metadata(step),
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.item_metadata
   )
   return step, manager.restore(step, args=ocp.args.StandardRestore(target))
 

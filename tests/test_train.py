@@ -75,8 +75,11 @@ def test_depth_override_changes_model_name():
 
 def test_unknown_model_lists_valid_names():
   config = default.get_config()
+  config.model = 'wide_resnet50'
+  with pytest.raises(ValueError, match='cifar_resnet20.*iresnet50'):
+    train.create_model(config)
   config.model = 'resnet51'
-  with pytest.raises(ValueError, match='cifar_resnet20'):
+  with pytest.raises(ValueError, match='valid depths: 18, 34, 50'):
     train.create_model(config)
 
 

@@ -43,8 +43,9 @@ def cifar_stage_sizes(
   """Blocks per stage (n, n, n) and whether they are bottlenecks, for a CIFAR network.
 
   Basic blocks have 2 layers, bottlenecks 3; with the stem and the classifier that is depth 6n+2
-  or 9n+2. With `block=None` a depth that is 9n+2 and at least 164 gets bottlenecks (as He 2016's
-  ResNet-164 and -1001), any other 6n+2 depth basic blocks (He 2015's 20 ... 1202, 3002).
+  or 9n+2. With `block=None`, a 9n+2 depth gets bottlenecks if it is at least 164 (He 2016's
+  ResNet-164 and -1001) or not also 6n+2; every other 6n+2 depth basic blocks (He 2015's
+  20 ... 1202; 3002).
   """
   if block is not None and block not in BLOCKS:
     raise ValueError(f'block={block!r} is not one of {BLOCKS} (None: chosen by depth).')

@@ -61,6 +61,14 @@ class IResNet(nn.Module):
   unroll: int | bool = 1
   remat: bool = False
 
+  def __post_init__(self):
+    if min(self.stage_sizes) < 2:
+      raise ValueError(
+        f'stage_sizes={tuple(self.stage_sizes)}: every stage needs a start and an end block '
+        '(at least 2 blocks).'
+      )
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     conv = functools.partial(Conv, dtype=self.dtype)

@@ -95,7 +95,8 @@ def shortcut(
 
   'identity':     x.
   'zero_pad':     He 2015 option A, parameter-free: subsample by `strides` (a 1x1 stride-s
-                  pooling) and append zero channels up to `features` (as fb.resnet.torch).
+                  pooling) and pad zero channels up to `features`, half on each side (as the
+                  PyTorch CIFAR ResNet whose published checkpoints `convert` reads).
   'conv':         1x1 convolution with stride (pre-activation units: the sum stays unnormalised).
   'conv_bn':      1x1 convolution with stride, then BN (He 2015 options B and C, torchvision).
   'pool':         3x3 max-pool with stride (iResNet, when only the resolution changes).
@@ -106,7 +107,8 @@ def shortcut(
     return x
   if kind == 'zero_pad':
     x = x[:, ::strides, ::strides, :]
-    return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (0, features - x.shape[-1])))
+    before = (features - x.shape[-1]) // 2
+    return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (before, features - x.shape[-1] - before)))
   if kind == 'conv':
     return conv(features, 1, strides, name='shortcut_conv')(x)
   if kind == 'conv_bn':

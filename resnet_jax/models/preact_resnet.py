@@ -18,11 +18,6 @@ SHORTCUTS = ('A', 'B', 'C')
 
 def shortcut_kind(option: str, in_features: int, features: int, strides: int) -> str:
   """He 2015's options A, B, C with the pre-activation projection: a 1x1 conv without BN."""
-  if option not in SHORTCUTS:
-    raise ValueError(
-      f'shortcut={option!r} is not one of {SHORTCUTS}: A zero-pads where the shape changes '
-      '(parameter-free), B projects there (1x1 conv), C projects in every block.'
-    )
   changes = in_features != features or strides != 1
   if option == 'C' or (option == 'B' and changes):
     return 'conv'
@@ -52,6 +47,14 @@ class PreActResNet(nn.Module):
   dtype: DType = jnp.float32
   unroll: int | bool = 1
   remat: bool = False
+
+  def __post_init__(self):
+    if self.shortcut not in SHORTCUTS:
+      raise ValueError(
+        f'shortcut={self.shortcut!r} is not one of {SHORTCUTS}: A zero-pads where the shape '
+        'changes (parameter-free), B projects there (1x1 conv), C projects in every block.'
+      )
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

@@ -19,11 +19,6 @@ SHORTCUTS = ('A', 'B', 'C')
 def shortcut_kind(option: str, in_features: int, features: int, strides: int) -> str:
   """He 2015's shortcut options: where the shape changes, A pads with zeros and B projects; C
   projects in every block."""
-  if option not in SHORTCUTS:
-    raise ValueError(
-      f'shortcut={option!r} is not one of {SHORTCUTS}: A zero-pads where the shape changes '
-      '(parameter-free), B projects there (1x1 conv + BN), C projects in every block.'
-    )
   changes = in_features != features or strides != 1
   if option == 'C' or (option == 'B' and changes):
     return 'conv_bn'
@@ -53,6 +48,14 @@ class ResNet(nn.Module):
   dtype: DType = jnp.float32
   unroll: int | bool = 1
   remat: bool = False
+
+  def __post_init__(self):
+    if self.shortcut not in SHORTCUTS:
+      raise ValueError(
+        f'shortcut={self.shortcut!r} is not one of {SHORTCUTS}: A zero-pads where the shape '
+        'changes (parameter-free), B projects there (1x1 conv + BN), C projects in every block.'
+      )
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

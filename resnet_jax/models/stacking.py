@@ -46,7 +46,8 @@ class Stage(nn.Module):
 
   `count=None` is a single block with its own parameters under `name`; an integer is a run of that
   many identical blocks under `name`, stacked by `stack_blocks` (leading axis = block index,
-  present even for a run of one; a run of zero is skipped and has no parameters).
+  present even for a run of one; a run of zero is skipped and has no parameters). `unroll` and
+  `remat` apply to the runs.
   """
 
   runs: Sequence[tuple[str, ModuleDef, int | None]]

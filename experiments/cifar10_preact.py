@@ -1,0 +1,20 @@
+"""He et al. 2016, CIFAR-10: original vs pre-activation residual units at 110 and 164 layers.
+
+ResNet-110 (basic blocks) and ResNet-164 (bottleneck blocks), each with the original
+post-activation units of He 2015 and the full pre-activation units of He 2016, trained with
+the He 2015 CIFAR recipe of `configs/cifar10_resnet20.py`, 5 seeds each (the paper reports the
+median of 5 runs: 6.61 vs 6.37% error at 110 layers, 5.93 vs 5.46% at 164, Table 3).
+
+  python -m resnet_jax.sweep --sweep=experiments/cifar10_preact.py --workdir=DIR
+"""
+
+from resnet_jax.sweep import axis, product
+
+MODELS = ('cifar_resnet110', 'cifar_preact_resnet110', 'cifar_resnet164', 'cifar_preact_resnet164')
+
+
+def get_sweep():
+  return {
+    'config': 'configs/cifar10_resnet20.py',
+    'points': product(axis('model', MODELS), axis('seed', [0, 1, 2, 3, 4])),
+  }

@@ -1,0 +1,25 @@
+"""ResNet vs ResStage vs iResNet (Duta et al. 2020) at two depths on the embedded digits.
+
+The CIFAR-layout networks of the three families, trained with the quickstart recipe on the
+8x8 UCI digits (1,797 images, no download), 3 seeds each: a laptop-scale version of the
+comparison in `cifar10_iresnet.py`. Finishes on a 2-core CPU in under 15 minutes.
+
+  python -m resnet_jax.sweep --sweep=experiments/digits_ablation.py --workdir=/tmp/digits
+  python -m resnet_jax.report --workdir=/tmp/digits
+"""
+
+from resnet_jax.sweep import axis, product
+
+FAMILIES = ('resnet', 'resstage', 'iresnet')
+DEPTHS = (20, 56)
+
+
+def get_sweep():
+  return {
+    'config': 'configs/quickstart.py',
+    'fixed': {'num_train_steps': 600, 'eval_every_steps': 100},
+    'points': product(
+      axis('model', [f'cifar_{family}{depth}' for depth in DEPTHS for family in FAMILIES]),
+      axis('seed', [0, 1, 2]),
+    ),
+  }

@@ -1,0 +1,327 @@
+r"""Tables and plots of a sweep: one row per variant, mean ± std over seeds.
+
+Reads the summary.json and metrics.jsonl of every run under --workdir (the sub-workdirs of
+`resnet_jax.sweep`, or any runs of `resnet_jax.main` side by side) and writes there:
+
+  results.csv   one row per run: the varied config fields, seed, params, MACs, final metrics
+  results.md    Markdown table, one row per variant (runs that differ only in the seed)
+  curves.png    test error (bold) and training error (thin) against steps, per variant
+  depth.png     final test error against depth, per model family (when depth varies)
+
+The plots need matplotlib (`pip install -r requirements-dev.txt`); --noplots writes the CSV
+and table only.
+
+  python -m resnet_jax.report --workdir=/tmp/digits
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import statistics
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+from absl import app, flags
+
+
+class ReportError(Exception):
+  """Nothing to report, or plots asked for without matplotlib; the message says what to do."""
+
+
+# Fields that never make two runs different variants: the seed is what the mean is taken over,
+# and model/depth are shown through the resolved model name.
+_NOT_VARIANT_FIELDS = ('seed', 'model', 'depth')
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat |= _flatten(value, f'{prefix}{key}.')
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def _read_metrics(path: str) -> dict[int, dict[str, float]]:
+  """metrics.jsonl as {step: {name: value}}; a resumed run's repeated steps keep the last value."""
+  by_step = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        if line.strip():
+          record = json.loads(line)
+          by_step.setdefault(record.pop('step'), {}).update(record)
+  return by_step
+
+
+def load_runs(workdir: str) -> tuple[list[dict[str, Any]], list[str]]:
+  """Finished runs (sub-directories with a summary.json) and the names of unfinished ones."""
+  if not os.path.isdir(workdir):
+    raise ReportError(f'--workdir={workdir} is not a directory.')
+  runs, unfinished = [], []
+  for name in sorted(os.listdir(workdir)):
+    run_dir = os.path.join(workdir, name)
+    if not os.path.isdir(run_dir):
+      continue
+    summary_path = os.path.join(run_dir, 'summary.json')
+    if os.path.exists(summary_path):
+      with open(summary_path) as f:
+        summary = json.load(f)
+      summary['name'] = name
+      summary['flat_config'] = _flatten(summary['config'])
+      summary['metrics'] = _read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+      runs.append(summary)
+    elif os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
+      unfinished.append(name)
+  return runs, unfinished
+
+
+def varied_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
+  """Config fields whose value differs between runs, other than seed, model and depth."""
+  fields = sorted({k for run in runs for k in run['flat_config']})
+  return [
+    field
+    for field in fields
+    if field not in _NOT_VARIANT_FIELDS
+    and len({json.dumps(run['flat_config'].get(field)) for run in runs}) > 1
+  ]
+
+
+def model_depth(model: str) -> int | None:
+  """The trailing depth of a registry name: 'cifar_iresnet56' -> 56."""
+  match = re.search(r'(\d+)$', model)
+  return int(match.group(1)) if match else None
+
+
+def model_family(model: str) -> str:
+  return re.sub(r'\d+$', '', model)
+
+
+def count_macs(run: dict[str, Any]) -> int:
+  """Multiply-accumulates of one forward pass of one image, by `resnet_jax.summary`."""
+  from resnet_jax import input_pipeline, summary, train  # Imported here: JAX, TensorFlow.
+
+  config = ml_collections.ConfigDict(run['config'])
+  spec = input_pipeline.DATASETS.get(run['dataset'])
+  channels = len(spec.mean) if spec else 3  # 'fake' batches are RGB.
+  return summary.count_macs(train.create_model(config), config.image_size, channels)
+
+
+def group_variants(
+  runs: Sequence[dict[str, Any]], fields: Sequence[str]
+) -> list[tuple[tuple, list[dict[str, Any]]]]:
+  """Runs grouped by (model, varied fields), sorted by depth then model, in a stable order."""
+  groups = {}
+  for run in runs:
+    key = (run['model'], *(json.dumps(run['flat_config'].get(f)) for f in fields))
+    groups.setdefault(key, []).append(run)
+  return sorted(groups.items(), key=lambda kv: (model_depth(kv[0][0]) or 0, kv[0]))
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:
+  return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def _pm(values: Sequence[float]) -> str:
+  mean, std = _mean_std(values)
+  return f'{mean:.2f}' if std is None else f'{mean:.2f} ± {std:.2f}'
+
+
+def _si(count: float) -> str:
+  for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
+    if count >= scale:
+      return f'{count / scale:.3g}{unit}'
+  return f'{count:.0f}'
+
+
+def _error(run: dict[str, Any], metric: str = 'top1') -> float:
+  return 100 * (1 - run['eval'][metric])
+
+
+def write_csv(path: str, runs: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+  columns = ['name', 'model', 'dataset', *fields, 'seed', 'step', 'num_train_steps']
+  columns += ['num_params', 'macs', 'eval_loss', 'top1_error', 'top5_error', 'wall_time_s']
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    for run in runs:
+      row = {f: run['flat_config'].get(f) for f in fields} | {
+        'name': run['name'],
+        'model': run['model'],
+        'dataset': run['dataset'],
+        'seed': run['flat_config']['seed'],
+        'step': run['step'],
+        'num_train_steps': run['num_train_steps'],
+        'num_params': run['num_params'],
+        'macs': run['macs'],
+        'eval_loss': run['eval']['loss'],
+        'top1_error': _error(run, 'top1'),
+        'top5_error': _error(run, 'top5'),
+        'wall_time_s': run['wall_time_s'],
+      }
+      writer.writerow(row)
+
+
+def markdown_table(
+  variants: Sequence[tuple[tuple, list[dict[str, Any]]]], fields: Sequence[str]
+) -> str:
+  """One row per variant; top-5 error is shown only for datasets of more than 10 classes."""
+  runs = [run for _, group in variants for run in group]
+  top5 = any(run['flat_config']['num_classes'] > 10 for run in runs)
+  header = ['model', *fields, 'params', 'MACs', 'seeds', 'top-1 error (%)']
+  header += ['top-5 error (%)'] * top5
+  lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+  for key, group in variants:
+    row = [key[0], *(str(group[0]['flat_config'].get(f)) for f in fields)]
+    row += [_si(group[0]['num_params']), _si(group[0]['macs']), str(len(group))]
+    row.append(_pm([_error(run, 'top1') for run in group]))
+    if top5:
+      row.append(_pm([_error(run, 'top5') for run in group]))
+    lines.append('| ' + ' | '.join(row) + ' |')
+  datasets = sorted({run['dataset'] for run in runs})
+  steps = sorted({run['step'] for run in runs})
+  lines.append('')
+  lines.append(
+    f'{", ".join(datasets)}, {"/".join(map(str, steps))} steps; error on the '
+    f'{runs[0]["flat_config"]["eval_split"]} split after the last step, mean ± sample std over '
+    'seeds; MACs of one forward pass of one image.'
+  )
+  return '\n'.join(lines) + '\n'
+
+
+def _variant_label(key: tuple, fields: Sequence[str]) -> str:
+  return ' '.join(
+    [key[0]] + [f'{f.split(".")[-1]}={json.loads(v)}' for f, v in zip(fields, key[1:], strict=True)]
+  )
+
+
+def _mean_curve(group: Sequence[dict[str, Any]], metric: str) -> tuple[list[int], list[float]]:
+  """Mean error (%) over the runs at the steps where every run logged `metric`."""
+  steps = set.intersection(
+    *({s for s, m in run['metrics'].items() if metric in m} for run in group)
+  )
+  steps = sorted(steps)
+  means = [statistics.fmean(100 * (1 - run['metrics'][s][metric]) for run in group) for s in steps]
+  return steps, means
+
+
+def plot_curves(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]) -> None:
+  """Test error (bold) and training error (thin) against steps, as in He 2015's Fig. 6."""
+  import matplotlib.pyplot as plt
+
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for i, (key, group) in enumerate(variants):
+    color = f'C{i % 10}'
+    steps, train = _mean_curve(group, 'train_top1')
+    ax.plot(steps, train, color=color, linewidth=0.8, alpha=0.6)
+    steps, test = _mean_curve(group, 'eval_top1')
+    ax.plot(steps, test, color=color, linewidth=2, label=_variant_label(key, fields))
+  ax.set_xlabel('training step')
+  ax.set_ylabel('error (%)')
+  ax.set_title('test error (bold) and training error (thin), mean over seeds')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize='small')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def plot_depth(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]) -> None:
+  """Final test error against depth, one line per family, error bars of one std over seeds."""
+  import matplotlib.pyplot as plt
+
+  lines = {}
+  for key, group in variants:
+    line_key = (model_family(key[0]), *key[1:])
+    lines.setdefault(line_key, []).append((model_depth(key[0]), [_error(r) for r in group]))
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for line_key, points in lines.items():
+    points.sort()
+    depths = [d for d, _ in points]
+    means, stds = zip(*(_mean_std(errors) for _, errors in points), strict=True)
+    stds = [s or 0.0 for s in stds]
+    label = _variant_label(line_key, fields)
+    ax.errorbar(depths, means, yerr=stds, marker='o', capsize=3, label=label)
+  all_depths = sorted({model_depth(key[0]) for key, _ in variants})
+  ax.set_xscale('log')
+  ax.set_xticks(all_depths, [str(d) for d in all_depths])
+  ax.minorticks_off()
+  ax.set_xlabel('depth (layers)')
+  ax.set_ylabel('test error (%)')
+  ax.set_title('final test error, mean ± std over seeds')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize='small')
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write_report(workdir: str, plots: bool = True) -> list[str]:
+  """Writes results.csv, results.md and (if `plots`) the PNGs; returns the paths written."""
+  if plots:
+    try:
+      import matplotlib
+
+      matplotlib.use('Agg')
+    except ImportError:
+      raise ReportError(
+        'The plots need matplotlib, which is not installed: pip install -r requirements-dev.txt '
+        '(or pip install matplotlib), or pass --noplots to write only results.csv and results.md.'
+      ) from None
+  runs, unfinished = load_runs(workdir)
+  if not runs:
+    raise ReportError(
+      f'No finished run under {workdir}: the report reads WORKDIR/*/summary.json, written when '
+      'a run completes. Run the sweep (or resnet_jax.main) there first.'
+    )
+  if unfinished:
+    print(f'Warning: {len(unfinished)} unfinished run(s) left out: {", ".join(unfinished)}')
+  macs = {}  # Seeds of a variant share one count.
+  for run in runs:
+    key = json.dumps([run['model'], run['dataset'], run['config']['model_kwargs']])
+    if key not in macs:
+      macs[key] = count_macs(run)
+    run['macs'] = macs[key]
+  fields = varied_fields(runs)
+  variants = group_variants(runs, fields)
+  written = [os.path.join(workdir, 'results.csv'), os.path.join(workdir, 'results.md')]
+  write_csv(written[0], runs, fields)
+  table = markdown_table(variants, fields)
+  if unfinished:
+    table += f'\nNot finished, left out: {", ".join(unfinished)}.\n'
+  with open(written[1], 'w') as f:
+    f.write(table)
+  print(table)
+  if plots:
+    written.append(os.path.join(workdir, 'curves.png'))
+    plot_curves(written[-1], variants, fields)
+    if len({model_depth(run['model']) for run in runs}) > 1:
+      written.append(os.path.join(workdir, 'depth.png'))
+      plot_depth(written[-1], variants, fields)
+  return written
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  try:
+    written = write_report(FLAGS.workdir, FLAGS.plots)
+  except ReportError as e:
+    sys.exit(f'Error: {e}')
+  print('Wrote', ', '.join(written))
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'Directory of the runs (one sub-directory each).')
+  flags.DEFINE_bool('plots', True, 'Write the PNG plots (needs matplotlib).')
+  flags.mark_flags_as_required(['workdir'])
+  app.run(main)

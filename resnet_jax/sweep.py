@@ -1,0 +1,384 @@
+r"""Runs every point of an ablation sweep as an ordinary training run.
+
+A sweep file in `experiments/` names a base config and the overrides of each point:
+
+  from resnet_jax.sweep import axis, product
+
+  def get_sweep():
+    return 'configs/cifar10_resnet20.py', product(
+        axis('model', ['cifar_resnet56', 'cifar_iresnet56']),
+        axis('seed', [0, 1, 2]),
+    )
+
+Each point runs `python -m resnet_jax.main --config=BASE --workdir=DIR/NAME --config.F=V ...`
+in its own sub-workdir, NAME spelling out its overrides (`model=cifar_iresnet56-seed=0`).
+Finished points (with a summary.json) are skipped and interrupted ones resume from their
+checkpoints, so rerunning the same command completes a sweep. `--dry_run` prints the command
+of every point and `--point=K` runs only point K, for Slurm arrays or pod launchers.
+
+  python -m resnet_jax.sweep --sweep=experiments/digits_ablation.py --workdir=/tmp/digits
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import queue
+import re
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+Overrides = dict[str, Any]
+_SWEEP_KEYS = {'config', 'fixed', 'points'}
+
+
+class SweepError(ValueError):
+  """A sweep that cannot run as written; the message says what to change."""
+
+
+# --- Building sweeps ---------------------------------------------------------------------------
+
+
+def axis(field: str, values: Sequence[Any]) -> list[Overrides]:
+  """One config field taking each of `values`: `axis('depth', [56, 110])`."""
+  return [{field: value} for value in values]
+
+
+def _merge(parts: Sequence[Overrides]) -> Overrides:
+  merged = {}
+  for part in parts:
+    for field, value in part.items():
+      if field in merged:
+        raise SweepError(
+          f'The sweep sets config field {field!r} twice in one point ({merged[field]!r} and '
+          f'{value!r}): combine each field into a single axis.'
+        )
+      merged[field] = value
+  return merged
+
+
+def product(*axes: list[Overrides]) -> list[Overrides]:
+  """Every combination of the axes; the last axis varies fastest."""
+  return [_merge(parts) for parts in itertools.product(*axes)]
+
+
+def zipit(*axes: list[Overrides]) -> list[Overrides]:
+  """The i-th points of all axes together, e.g. a model zipped with its learning rate."""
+  lengths = {len(a) for a in axes}
+  if len(lengths) > 1:
+    raise SweepError(f'zipit needs axes of equal length, got lengths {sorted(lengths)}.')
+  return [_merge(parts) for parts in zip(*axes, strict=True)]
+
+
+# --- Expanding a sweep file into runs ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+  """One training run of a sweep."""
+
+  name: str  # Sub-workdir, spelled from the overrides.
+  overrides: Overrides
+  workdir: str
+  config_path: str
+  config: ml_collections.ConfigDict  # Base config with the overrides, as main will see it.
+
+  def command(self, python: str = 'python') -> list[str]:
+    """`python -m resnet_jax.main ...` for this point."""
+    args = main_args(self.config_path, self.workdir, self.overrides)
+    return [python, '-m', 'resnet_jax.main', *args]
+
+  @property
+  def finished(self) -> bool:
+    return os.path.exists(os.path.join(self.workdir, 'summary.json'))
+
+
+def main_args(config_path: str, workdir: str, overrides: Overrides) -> list[str]:
+  """Arguments of `python -m resnet_jax.main`; `repr` of a tuple parses back as that tuple."""
+  args = [f'--config={config_path}', f'--workdir={workdir}']
+  for field, value in overrides.items():
+    args.append(f'--config.{field}={value if isinstance(value, str) else repr(value)}')
+  return args
+
+
+def point_name(overrides: Overrides) -> str:
+  """`{'model': 'cifar_resnet56', 'seed': 0}` -> 'model=cifar_resnet56-seed=0'."""
+  parts = []
+  for field, value in overrides.items():
+    text = '_'.join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+    parts.append(f'{field}={re.sub(r"[^A-Za-z0-9_.+]", "_", text)}')
+  return '-'.join(parts) or 'base'
+
+
+def _load_python_file(path: str, module_name: str) -> Any:
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path} does not exist; paths are relative to the current directory.')
+  spec = importlib.util.spec_from_file_location(module_name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_sweep(path: str) -> tuple[str, Overrides, list[Overrides]]:
+  """Reads `get_sweep()` of a sweep file: (base config path, fixed overrides, point overrides)."""
+  module = _load_python_file(path, 'sweep_file')
+  sweep = module.get_sweep() if hasattr(module, 'get_sweep') else None
+  if not isinstance(sweep, dict) or not {'config', 'points'} <= sweep.keys() <= _SWEEP_KEYS:
+    raise SweepError(
+      f'{path}: get_sweep() must return a dict with keys config (base config file), points '
+      "(overrides of each point, e.g. product(axis('model', [...]), axis('seed', [0, 1]))) and "
+      'optionally fixed (overrides shared by every point, left out of the workdir names).'
+    )
+  if not sweep['points']:
+    raise SweepError(f'{path}: get_sweep() returned no points.')
+  return sweep['config'], dict(sweep.get('fixed', {})), list(sweep['points'])
+
+
+def _check_fields(config: ml_collections.ConfigDict, overrides: Overrides, where: str) -> None:
+  for field in overrides:
+    node = config
+    for i, key in enumerate(field.split('.')):
+      if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+        known = (
+          ', '.join(sorted(node.keys())) if isinstance(node, ml_collections.ConfigDict) else ''
+        )
+        parent = '.'.join(field.split('.')[:i]) or 'the config'
+        raise SweepError(
+          f'{where}: unknown config field {field!r}: {parent} has no field {key!r}. Known fields '
+          f'there: {known}. Fix the name in the sweep file, or add the field (documented) to the '
+          'base config file if the sweep needs a new one.'
+        )
+      node = node[key]
+
+
+def resolve_config(config_path: str, args: Sequence[str]) -> ml_collections.ConfigDict:
+  """The config `python -m resnet_jax.main` builds from these arguments (same parser)."""
+  argv = ['resnet_jax.main', *args]
+  flag_values = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file('config', flag_values=flag_values, sys_argv=argv)
+  flags.DEFINE_string('workdir', None, 'Run directory.', flag_values=flag_values)
+  flag_values(argv)
+  return holder.value
+
+
+def _check_model(config: ml_collections.ConfigDict, where: str) -> None:
+  """Builds the point's model as main will (name, depth and model_kwargs), without running it."""
+  from resnet_jax import train  # Imported here: writing sweep files needs none of JAX.
+
+  try:
+    train.create_model(config)
+  except ValueError as e:
+    raise SweepError(f'{where}: {e}') from None
+
+
+def expand(sweep_path: str, workdir: str) -> list[Point]:
+  """All points of a sweep, each checked (fields, values, model) before anything runs."""
+  config_path, fixed, all_overrides = load_sweep(sweep_path)
+  base = _load_python_file(config_path, 'base_config').get_config()
+  _check_fields(base, fixed, f'{sweep_path}, fixed overrides')
+  points = []
+  for index, point_overrides in enumerate(all_overrides):
+    where = f'{sweep_path}, point {index} {point_overrides}'
+    _check_fields(base, point_overrides, where)
+    overrides = _merge([fixed, point_overrides])
+    name = point_name(point_overrides)
+    point_workdir = os.path.join(workdir, name)
+    try:
+      config = resolve_config(config_path, main_args(config_path, point_workdir, overrides))
+    except (flags.Error, TypeError, ValueError) as e:
+      raise SweepError(f'{where}: {e}') from None
+    _check_model(config, where)
+    points.append(Point(name, overrides, point_workdir, config_path, config))
+  names = [p.name for p in points]
+  duplicates = sorted({n for n in names if names.count(n) > 1})
+  if duplicates:
+    raise SweepError(
+      f'{sweep_path}: several points share the workdir name(s) {duplicates}; every point needs '
+      'distinct overrides (repeated values, or values that differ only in punctuation).'
+    )
+  return points
+
+
+def check_finished_config(point: Point) -> None:
+  """Refuses to reuse a finished point that was trained with a different config."""
+  with open(os.path.join(point.workdir, 'summary.json')) as f:
+    trained = json.load(f)['config']
+  expected = json.loads(point.config.to_json())
+  changed = sorted(k for k in expected.keys() | trained.keys() if expected.get(k) != trained.get(k))
+  if changed:
+    raise SweepError(
+      f'{point.workdir} finished with a config that differs from the sweep in {changed} '
+      f'(trained: {[trained.get(k) for k in changed]}, '
+      f'sweep: {[expected.get(k) for k in changed]}). '
+      'Use a new --workdir for the changed sweep, or delete that point to retrain it.'
+    )
+
+
+# --- Running -------------------------------------------------------------------------------------
+
+
+def visible_gpus() -> list[str]:
+  """GPU ids this process may use, found without initialising JAX in the parent process."""
+  if 'CUDA_VISIBLE_DEVICES' in os.environ:
+    return [d for d in os.environ['CUDA_VISIBLE_DEVICES'].split(',') if d.strip()]
+  try:
+    out = subprocess.run(
+      ['nvidia-smi', '--query-gpu=index', '--format=csv,noheader'],
+      capture_output=True,
+      text=True,
+      check=True,
+    )
+  except (OSError, subprocess.CalledProcessError):
+    return []
+  return out.stdout.split()
+
+
+def device_groups(parallel: int) -> list[dict[str, str]]:
+  """Environment of each of `parallel` slots: disjoint GPU sets, or plain processes on CPU."""
+  gpus = visible_gpus()
+  if not gpus:
+    return [{} for _ in range(parallel)]
+  if parallel > len(gpus):
+    raise SweepError(
+      f'--parallel={parallel} needs at least {parallel} GPUs, {len(gpus)} are visible '
+      f'({",".join(gpus)}). Lower --parallel, or run points on several machines with --point.'
+    )
+  per_slot = len(gpus) // parallel
+  return [
+    {'CUDA_VISIBLE_DEVICES': ','.join(gpus[i * per_slot : (i + 1) * per_slot])}
+    for i in range(parallel)
+  ]
+
+
+def _run_logged(point: Point, env: dict[str, str]) -> int:
+  """Trains one point in a subprocess, its output appended to WORKDIR/NAME/log.txt."""
+  os.makedirs(point.workdir, exist_ok=True)
+  with open(os.path.join(point.workdir, 'log.txt'), 'a') as log:
+    command = point.command(sys.executable)
+    log.write(f'\n$ {shlex.join(command)}\n')
+    log.flush()
+    process = subprocess.run(
+      command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, check=False
+    )
+  return process.returncode
+
+
+def _result_text(point: Point) -> str:
+  with open(os.path.join(point.workdir, 'summary.json')) as f:
+    summary = json.load(f)
+  return f'top-1 error {100 * (1 - summary["eval"]["top1"]):.2f}%'
+
+
+def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
+  """Trains every unfinished point, `parallel` at a time; returns the points that failed."""
+  todo = [p for p in points if not p.finished]
+  for p in points:
+    if p.finished:
+      check_finished_config(p)
+  print(
+    f'{len(points)} points, {len(points) - len(todo)} finished, {len(todo)} to run.', flush=True
+  )
+  slots = queue.Queue()
+  for env in device_groups(parallel):
+    slots.put(env)
+  failed = []
+
+  def run(index: int, point: Point) -> None:
+    env = slots.get()
+    try:
+      state = (
+        'resuming' if os.path.isdir(os.path.join(point.workdir, 'checkpoints')) else 'starting'
+      )
+      devices = f' on GPUs {env["CUDA_VISIBLE_DEVICES"]}' if env else ''
+      print(f'[{index + 1}/{len(todo)}] {point.name}: {state}{devices}', flush=True)
+      start = time.time()
+      returncode = _run_logged(point, env)
+      took = f'{time.time() - start:.0f} s'
+      if returncode == 0 and point.finished:
+        print(f'[{index + 1}/{len(todo)}] {point.name}: done in {took}, {_result_text(point)}')
+      else:
+        failed.append(point)
+        log_path = os.path.join(point.workdir, 'log.txt')
+        with open(log_path) as f:
+          tail = ''.join(f.readlines()[-15:])
+        print(
+          f'[{index + 1}/{len(todo)}] {point.name}: FAILED after {took} (exit code '
+          f'{returncode}); last lines of {log_path}:\n{tail}',
+          flush=True,
+        )
+    finally:
+      slots.put(env)
+
+  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+    for future in [pool.submit(run, i, p) for i, p in enumerate(todo)]:
+      future.result()
+  return failed
+
+
+FLAGS = flags.FLAGS
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.parallel < 1:
+    raise app.UsageError('--parallel must be at least 1.')
+  try:
+    points = expand(FLAGS.sweep, FLAGS.workdir)
+  except (SweepError, FileNotFoundError) as e:
+    sys.exit(f'Error: {e}')
+  if FLAGS.dry_run:
+    for point in points:
+      print(shlex.join(point.command()))
+    finished = sum(p.finished for p in points)
+    print(f'# {len(points)} points, {finished} finished.', file=sys.stderr)
+    return
+  if FLAGS.point is not None:
+    if not 0 <= FLAGS.point < len(points):
+      raise app.UsageError(f'--point={FLAGS.point}, but the sweep has points 0..{len(points) - 1}.')
+    point = points[FLAGS.point]
+    if point.finished:
+      check_finished_config(point)
+      print(f'{point.name} already finished, {_result_text(point)}.')
+      return
+    # In the foreground: a cluster launcher captures the output itself.
+    sys.exit(subprocess.run(point.command(sys.executable), check=False).returncode)
+  failed = run_points(points, FLAGS.parallel)
+  if failed:
+    sys.exit(
+      f'{len(failed)} point(s) failed: {", ".join(p.name for p in failed)}. Rerun the same '
+      'command to retry them (finished points are skipped).'
+    )
+  print(
+    f'All {len(points)} points finished. Next: python -m resnet_jax.report '
+    f'--workdir={FLAGS.workdir}'
+  )
+
+
+def define_flags() -> None:
+  """Command-line flags, defined only when run as a program: sweep files import this module."""
+  flags.DEFINE_string('sweep', None, 'Sweep file, e.g. experiments/digits_ablation.py.')
+  flags.DEFINE_string('workdir', None, 'Directory holding one sub-workdir per point.')
+  flags.DEFINE_integer(
+    'parallel', 1, 'Points trained at once; visible GPUs are split between them.'
+  )
+  flags.DEFINE_bool('dry_run', False, 'Print the command of every point, run nothing.')
+  flags.DEFINE_integer('point', None, 'Run only the point with this index (from 0).')
+  flags.mark_flags_as_required(['sweep', 'workdir'])
+
+
+if __name__ == '__main__':
+  define_flags()
+  app.run(main)

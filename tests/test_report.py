@@ -1,0 +1,164 @@
+"""The report turns finished runs into a CSV, a mean ± std table per variant, and plots."""
+
+import csv
+import json
+import os
+import sys
+
+import jax
+import pytest
+
+from configs import quickstart
+from resnet_jax import report, sweep, train
+
+
+def write_run(workdir, name, model, seed, test_top1, steps=(50, 100), **config_fields):
+  """A finished run as `resnet_jax.main` leaves it: summary.json and metrics.jsonl."""
+  config = quickstart.get_config()
+  config.model, config.seed = model, seed
+  for field, value in config_fields.items():
+    config[field] = value
+  run_dir = os.path.join(workdir, name)
+  os.makedirs(run_dir)
+  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+    for step in steps:
+      f.write(
+        json.dumps({'step': step, 'train_loss': 1.0, 'train_top1': 0.5, 'learning_rate': 0.1})
+      )
+      f.write(
+        '\n' + json.dumps({'step': step, 'eval_loss': 1.0, 'eval_top1': 0.1, 'eval_top5': 0.5})
+      )
+      f.write('\n')
+    # A resumed run logs its last step again; the later value counts.
+    f.write(json.dumps({'step': steps[-1], 'eval_top1': test_top1, 'eval_top5': 1.0}) + '\n')
+  summary = {
+    'model': model,
+    'dataset': config.dataset,
+    'config': config.to_dict(),
+    'step': steps[-1],
+    'num_train_steps': steps[-1],
+    'num_params': 1000,
+    'eval': {'loss': 0.5, 'top1': test_top1, 'top5': 1.0},
+    'wall_time_s': 60.0,
+  }
+  with open(os.path.join(run_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f)
+
+
+@pytest.fixture
+def runs_dir(tmp_path):
+  """Two families at two depths, three seeds each, and one unfinished run."""
+  for model, accuracies in {
+    'cifar_resnet20': (0.90, 0.88, 0.86),
+    'cifar_iresnet20': (0.92, 0.92, 0.92),
+    'cifar_resnet56': (0.91, 0.89, 0.87),
+    'cifar_iresnet56': (0.95, 0.94, 0.93),
+  }.items():
+    for seed, accuracy in enumerate(accuracies):
+      write_run(tmp_path, f'model={model}-seed={seed}', model, seed, accuracy)
+  os.makedirs(tmp_path / 'model=cifar_resnet20-seed=3')
+  (tmp_path / 'model=cifar_resnet20-seed=3' / 'metrics.jsonl').write_text('{"step": 10}\n')
+  return tmp_path
+
+
+def test_table_csv_and_plots(runs_dir, capsys):
+  written = report.write_report(str(runs_dir))
+  assert sorted(os.path.basename(p) for p in written) == [
+    'curves.png',
+    'depth.png',
+    'results.csv',
+    'results.md',
+  ]
+  for path in written[2:]:
+    with open(path, 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+    assert os.path.getsize(path) > 10_000
+
+  with open(runs_dir / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 12
+  row = next(r for r in rows if r['name'] == 'model=cifar_resnet56-seed=2')
+  assert row['model'] == 'cifar_resnet56'
+  assert row['seed'] == '2'
+  assert float(row['top1_error']) == pytest.approx(13.0)
+  assert int(row['macs']) > 0
+
+  table = (runs_dir / 'results.md').read_text()
+  lines = [line for line in table.splitlines() if line.startswith('| cifar_')]
+  # Sorted by depth, then name; mean ± sample std of the error over 3 seeds.
+  assert [line.split(' | ')[0] for line in lines] == [
+    '| cifar_iresnet20',
+    '| cifar_resnet20',
+    '| cifar_iresnet56',
+    '| cifar_resnet56',
+  ]
+  assert '| 3 | 12.00 ± 2.00 |' in lines[1]
+  assert '| 3 | 8.00 ± 0.00 |' in lines[0]
+  assert '| 3 | 6.00 ± 1.00 |' in lines[2]
+  assert 'top-5' not in table  # 10 classes: top-5 error says nothing.
+  assert 'Not finished, left out: model=cifar_resnet20-seed=3' in table
+  assert 'unfinished' in capsys.readouterr().out
+
+
+def test_varied_fields_become_columns(tmp_path):
+  for shortcut, accuracy in (('A', 0.9), ('B', 0.8)):
+    for seed in (0, 1):
+      write_run(
+        tmp_path,
+        f'shortcut={shortcut}-seed={seed}',
+        'cifar_resnet20',
+        seed,
+        accuracy,
+        model_kwargs={'shortcut': shortcut},
+      )
+  written = report.write_report(str(tmp_path))
+  assert not any(p.endswith('depth.png') for p in written)  # One depth: no depth plot.
+  table = (tmp_path / 'results.md').read_text()
+  assert table.splitlines()[0].startswith('| model | model_kwargs.shortcut | params |')
+  assert '| cifar_resnet20 | A |' in table and '| 10.00 ± 0.00 |' in table
+  assert '| cifar_resnet20 | B |' in table and '| 20.00 ± 0.00 |' in table
+
+
+def test_plots_without_matplotlib_fail_clearly(runs_dir, monkeypatch):
+  monkeypatch.setitem(sys.modules, 'matplotlib', None)  # As if not installed.
+  with pytest.raises(report.ReportError, match='--noplots'):
+    report.write_report(str(runs_dir))
+  written = report.write_report(str(runs_dir), plots=False)
+  assert sorted(os.path.basename(p) for p in written) == ['results.csv', 'results.md']
+
+
+def test_empty_workdir_fails_clearly(tmp_path):
+  with pytest.raises(report.ReportError, match='No finished run'):
+    report.write_report(str(tmp_path))
+
+
+@pytest.fixture
+def compilation_cache(tmp_path):
+  """The second seed loads the first one's compiled steps, as under `resnet_jax.main`."""
+  previous = jax.config.jax_compilation_cache_dir
+  jax.config.update('jax_compilation_cache_dir', str(tmp_path / 'xla'))
+  yield
+  jax.config.update('jax_compilation_cache_dir', previous)
+
+
+def test_report_on_real_runs(tmp_path, monkeypatch, compilation_cache):
+  """Two tiny real trainings through the sweep's own configs: the report reads what main writes."""
+  monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  path = tmp_path / 'tiny.py'
+  path.write_text(
+    'from resnet_jax.sweep import axis\n\n\ndef get_sweep():\n'
+    "  return {'config': 'configs/quickstart.py',\n"
+    "          'fixed': {'model': 'cifar_resnet8', 'num_train_steps': 6, 'eval_every_steps': 3,\n"
+    "                    'log_every_steps': 3, 'checkpoint_every_steps': 6},\n"
+    "          'points': axis('seed', [0, 1])}\n"
+  )
+  for point in sweep.expand(str(path), str(tmp_path / 'runs')):
+    train.train_and_evaluate(point.config, point.workdir)
+  report.write_report(str(tmp_path / 'runs'))
+  with open(tmp_path / 'runs' / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['seed'] for r in rows] == ['0', '1']
+  assert all(0 <= float(r['top1_error']) <= 100 for r in rows)
+  table = (tmp_path / 'runs' / 'results.md').read_text()
+  assert '| cifar_resnet8 |' in table and '| 2 |' in table
+  assert os.path.getsize(tmp_path / 'runs' / 'curves.png') > 10_000
