@@ -16,7 +16,6 @@ table; writes JSON to benchmarks/results/<device kind>_<date>.json.
 """
 
 import datetime
-import functools
 import json
 import os
 import platform
@@ -99,15 +98,8 @@ class JaxModel:
     batch_np['mask'] = np.ones((batch,), np.float32)
     self.batch = train.to_global(batch_np, data)
     self.rng = jax.random.key(1)
-    step = jax.jit(
-      functools.partial(train.train_step, label_smoothing=0.0),
-      in_shardings=(replicated, data, replicated),
-      out_shardings=(replicated, replicated),
-      donate_argnums=0,
-    )
-    self.eval_jit = jax.jit(
-      train.eval_step, in_shardings=(replicated, data), out_shardings=replicated
-    )
+    step = train.jit_train_step(config, mesh)
+    self.eval_jit = train.jit_eval_step(mesh)
     start = time.perf_counter()
     self.train_compiled = step.lower(self.state, self.batch, self.rng).compile()
     self.compile_s = time.perf_counter() - start
@@ -339,10 +331,10 @@ def main(argv: list[str]) -> None:
     'pipeline': pipeline_rates(FLAGS.image_size or 224, FLAGS.batch) if FLAGS.pipeline else [],
   }
   print(markdown(result))
-  if FLAGS.out_dir:
-    os.makedirs(FLAGS.out_dir, exist_ok=True)
+  if FLAGS.output_dir:
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
     kind = device.device_kind.replace(' ', '_').lower()
-    path = os.path.join(FLAGS.out_dir, f'{kind}_{datetime.date.today().isoformat()}.json')
+    path = os.path.join(FLAGS.output_dir, f'{kind}_{datetime.date.today().isoformat()}.json')
     with open(path, 'w') as f:
       json.dump(result, f, indent=1)
     print(f'\nwrote {path}', file=sys.stderr)

@@ -176,6 +176,22 @@ def make_mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ('data',))
 
 
+def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Callable:
+  """The compiled train step: state replicated (and donated), batch sharded over 'data'."""
+  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  return jax.jit(
+    functools.partial(train_step, label_smoothing=config.label_smoothing),
+    in_shardings=(replicated, data, replicated),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
+
+
+def jit_eval_step(mesh: jax.sharding.Mesh) -> Callable:
+  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  return jax.jit(eval_step, in_shardings=(replicated, data), out_shardings=replicated)
+
+
 def check_batch_size(batch_size: int, name: str) -> None:
   devices, processes = jax.device_count(), jax.process_count()
   if batch_size % devices:
@@ -347,15 +363,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
     )
 
-  p_train_step = jax.jit(
-    functools.partial(train_step, label_smoothing=config.label_smoothing),
-    in_shardings=(replicated, data_sharding, replicated),
-    out_shardings=(replicated, replicated),
-    donate_argnums=0,
-  )
-  p_eval_step = jax.jit(
-    eval_step, in_shardings=(replicated, data_sharding), out_shardings=replicated
-  )
+  p_train_step = jit_train_step(config, mesh)
+  p_eval_step = jit_eval_step(mesh)
 
   def run_eval(step):
     metrics = evaluate(state, p_eval_step, eval_data, data_sharding)

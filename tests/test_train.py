@@ -194,8 +194,7 @@ def run(devices):
   mesh = Mesh(np.array(devices), ('data',))
   repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   state = train.create_train_state(model, tx, jax.random.key(0), (1, 8, 8, 1), repl)
-  step = jax.jit(lambda s, b, r: train.train_step(s, b, r, 0.0),
-                 in_shardings=(repl, data, repl), out_shardings=(repl, repl))
+  step = train.jit_train_step(config, mesh)
   for b in batches:
     state, metrics = step(state, jax.device_put(b, data), jax.random.key(1))
   return jax.device_get((state.params, state.batch_stats, metrics['loss']))
