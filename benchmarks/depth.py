@@ -14,7 +14,7 @@ import time
 from absl import app, flags
 
 from benchmarks import host
-from benchmarks.throughput import JaxModel
+from benchmarks.train_steps import JaxModel
 
 flags.DEFINE_string('family', 'cifar_iresnet', 'CIFAR family of the registry.')
 flags.DEFINE_list('depths', ['56', '110', '1202', '3002'], 'Depths to measure.')
