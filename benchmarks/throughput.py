@@ -12,7 +12,7 @@ model of the same name, its train step (SGD with momentum and weight decay, chan
 bfloat16 on GPU when --dtype=bfloat16) and eval forward run in alternation with ours, step for
 step, so that both see the same machine; the ratio is PyTorch's time / ours (> 1: we are faster).
 When TensorFlow imports, the input pipeline's augmentation is measured too. Prints a Markdown
-table; writes JSON to benchmarks/results/<device kind>_<date>.json.
+table; writes JSON to benchmarks/results/<device kind>_<date>_<time>.json.
 """
 
 import datetime
@@ -286,7 +286,8 @@ def main(argv: list[str]) -> None:
   if FLAGS.output_dir:
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     kind = device.device_kind.replace(' ', '_').lower()
-    path = os.path.join(FLAGS.output_dir, f'{kind}_{datetime.date.today().isoformat()}.json')
+    stamp = datetime.datetime.now().strftime('%Y-%m-%d_%H%M')
+    path = os.path.join(FLAGS.output_dir, f'{kind}_{stamp}.json')
     with open(path, 'w') as f:
       json.dump(result, f, indent=1)
     print(f'\nwrote {path}', file=sys.stderr)
