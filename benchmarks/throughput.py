@@ -51,7 +51,7 @@ flags.DEFINE_enum(
   'torch', 'auto', ['auto', 'on', 'off'], 'Measure torchvision (auto: if importable).'
 )
 flags.DEFINE_bool('pipeline', True, 'Measure the input pipeline (needs TensorFlow).')
-flags.DEFINE_string('output_dir', 'benchmarks/results', 'Where the JSON goes ( = nowhere).')
+flags.DEFINE_string('output_dir', 'benchmarks/results', 'Where the JSON goes (empty: nowhere).')
 FLAGS = flags.FLAGS
 
 
