@@ -45,7 +45,7 @@ class PreActResNet(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
-  unroll: int | bool = 1
+  unroll: int | bool | None = None
   remat: bool = False
 
   def __post_init__(self):
