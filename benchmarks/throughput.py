@@ -1,256 +1,356 @@
-"""Train-step and forward throughput of registry models, side by side with PyTorch.
+r"""Throughput of the project's train step and eval forward, side by side with PyTorch.
 
-  python -m benchmarks.throughput --models=resnet50,iresnet50,cifar_resnet56 --batch=8 \
-      --image_size=128 --dtype=float32
+    python -m benchmarks.throughput --models=resnet50,iresnet50,cifar_resnet56 \
+        --batch=8 --image_size=128 --dtype=float32
 
-Measures the project's real train step (`train.jit_train_step`: optimizer, BatchNorm update,
-sharding over every device JAX sees) and the eval forward pass: compile time, median step time
-over `--steps` timed steps after warm-up, images/s, peak device memory, and utilisation = model
-FLOPs per step (2 x MACs from `resnet_jax.summary`, training = 3 x forward) / step time / the
-dense matrix-multiply rate measured in the same run. When PyTorch and torchvision import, the
-same is measured for torchvision's model of the same name (channels_last; bfloat16 autocast on
-GPU when --dtype=bfloat16), with the ratio ours/PyTorch. `--pipeline` adds the images/s the
-TFDS augmentation delivers on this host (needs TensorFlow). Prints a Markdown table and writes
-JSON to benchmarks/results/<device>_<date>.json.
+For each model: compile time, median step time over `--steps` steps after `--warmup`, images/s,
+memory, and utilisation = model FLOPs per step (2 x the MACs of `resnet_jax.summary`; training
+counts 3x the forward) / step time / the dense matmul rate measured in the same run. The train
+step is `resnet_jax.train.train_step` (optimizer, BatchNorm update, sharding as in `main`), the
+eval step `resnet_jax.train.eval_step`. When torch and torchvision import and torchvision has a
+model of the same name, its train step (SGD with momentum and weight decay, channels_last, AMP
+bfloat16 on GPU when --dtype=bfloat16) and eval forward run in alternation with ours, step for
+step, so that both see the same machine; the ratio is PyTorch's time / ours (> 1: we are faster).
+When TensorFlow imports, the input pipeline's augmentation is measured too. Prints a Markdown
+table; writes JSON to benchmarks/results/<device kind>_<date>.json.
 """
 
 import datetime
 import json
 import os
+import platform
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable
+
+# PyTorch is optional. It must be imported before TensorFlow (which resnet_jax.train loads through
+# clu when it is installed): the other order crashes in torch's import of triton.
+try:
+  import torch
+  import torchvision
+except ImportError:
+  torch = torchvision = None
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from absl import app, flags
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from configs import default
-from resnet_jax import summary, train
+from benchmarks import host
+from configs import default as default_config
+from resnet_jax import fake_data, summary, train
 
-FLAGS = flags.FLAGS
 flags.DEFINE_list('models', ['resnet50', 'iresnet50', 'cifar_resnet56'], 'Registry names.')
 flags.DEFINE_integer('batch', 8, 'Global batch size.')
-# --image_size (0: 32 for cifar_* models, else 224) is defined by resnet_jax.summary.
+if 'image_size' not in flags.FLAGS:  # resnet_jax.summary defines the same flag.
+  flags.DEFINE_integer('image_size', 0, 'Image side; 0: 32 for cifar_* models, else 224.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
-flags.DEFINE_integer('steps', 20, 'Timed steps per measurement (after warm-up).')
-flags.DEFINE_integer('warmup', 3, 'Untimed steps after compilation.')
-flags.DEFINE_bool('torch', True, 'Also measure torchvision models when PyTorch is importable.')
-flags.DEFINE_bool('pipeline', False, 'Also measure the TFDS input pipeline (needs TensorFlow).')
-flags.DEFINE_string('output_dir', os.path.join(os.path.dirname(__file__), 'results'), 'JSON dir.')
+flags.DEFINE_integer('steps', 20, 'Timed steps per measurement (median reported).')
+flags.DEFINE_integer('warmup', 3, 'Untimed steps before timing.')
+flags.DEFINE_enum(
+  'torch', 'auto', ['auto', 'on', 'off'], 'Measure torchvision (auto: if importable).'
+)
+flags.DEFINE_bool('pipeline', True, 'Measure the input pipeline (needs TensorFlow).')
+flags.DEFINE_string('out_dir', 'benchmarks/results', 'Where the JSON goes ( = nowhere).')
+FLAGS = flags.FLAGS
 
 
-def _median_seconds(fn: Callable[[], object], steps: int, warmup: int) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(steps):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+def _median_ms(times: list[float]) -> float:
+  return 1e3 * statistics.median(times)
 
 
-def matmul_flops_per_second(dtype: jnp.dtype) -> float:
-  """Dense matrix-multiply rate of the first device, the yardstick of utilisation."""
+def matmul_rate(dtype: str) -> float:
+  """Dense matrix-multiply FLOP/s of the first device, float32 or bfloat16, best of 10."""
   n = 2048 if jax.default_backend() == 'cpu' else 8192
   a = jnp.ones((n, n), dtype)
   matmul = jax.jit(lambda a: a @ a)
-  seconds = _median_seconds(lambda: matmul(a), steps=10, warmup=2)
-  return 2 * n**3 / seconds
+  jax.block_until_ready(matmul(a))
+  best = float('inf')
+  for _ in range(10):
+    start = time.perf_counter()
+    jax.block_until_ready(matmul(a))
+    best = min(best, time.perf_counter() - start)
+  return 2 * n**3 / best
 
 
-def _peak_memory_bytes() -> int | None:
-  stats = jax.devices()[0].memory_stats() or {}
-  return stats.get('peak_bytes_in_use')
+class JaxModel:
+  """The project's train and eval steps for one model, built as `train.train_and_evaluate` does."""
+
+  def __init__(self, name: str, batch: int, image_size: int, dtype: str, **model_kwargs):
+    config = default_config.get_config()
+    config.model = name
+    config.model_kwargs.update(model_kwargs)
+    config.dataset = 'fake'
+    config.num_classes = 10 if name.startswith('cifar') else 1000
+    config.image_size = image_size
+    config.batch_size = config.eval_batch_size = batch
+    config.dtype = dtype
+    train.check_batch_size(batch, 'batch_size')
+    self.model = train.create_model(config)
+    mesh = train.make_mesh()
+    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+    tx = train.create_optimizer(config, train.create_learning_rate_fn(config, 1000, 100_000))
+    shape = (1, image_size, image_size, 3)
+    self.state = train.create_train_state(self.model, tx, jax.random.key(0), shape, replicated)
+    batch_np = next(fake_data.train_batches(config, batch))
+    batch_np['mask'] = np.ones((batch,), np.float32)
+    self.batch = train.to_global(batch_np, data)
+    self.rng = jax.random.key(1)
+    step = train.jit_train_step(config, mesh)
+    self.eval_jit = train.jit_eval_step(mesh)
+    start = time.perf_counter()
+    self.train_compiled = step.lower(self.state, self.batch, self.rng).compile()
+    self.compile_s = time.perf_counter() - start
+
+  def train_step(self) -> None:
+    self.state, metrics = self.train_compiled(self.state, self.batch, self.rng)
+    jax.block_until_ready(metrics)
+
+  def eval_step(self) -> None:
+    jax.block_until_ready(self.eval_jit(self.state, self.batch))
+
+  def memory(self) -> tuple[float, str]:
+    """Peak device memory if the device reports it, else XLA's buffer plan of the train step."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if 'peak_bytes_in_use' in stats:
+      return stats['peak_bytes_in_use'] / 2**20, 'device peak'
+    plan = self.train_compiled.memory_analysis()
+    total = plan.argument_size_in_bytes + plan.output_size_in_bytes + plan.temp_size_in_bytes
+    return (total - plan.alias_size_in_bytes) / 2**20, 'XLA plan of the train step'
 
 
-def measure_jax(name: str, batch: int, image_size: int, dtype: str) -> dict:
-  config = default.get_config()
-  config.model = name
-  config.num_classes = 10 if name.startswith('cifar') else 1000
-  config.dtype = dtype
-  config.batch_size = batch
-  model = train.create_model(config)
-  mesh = train.make_mesh()
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  data_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data'))
-  tx = train.create_optimizer(config, optax.constant_schedule(0.1))
-  shape = (batch, image_size, image_size, 3)
-  state = train.create_train_state(model, tx, jax.random.key(0), (1, *shape[1:]), replicated)
+class TorchModel:
+  """torchvision's model of the same name: SGD step (momentum, weight decay) and eval forward."""
+
+  def __init__(self, torch, torchvision, name: str, batch: int, image_size: int, dtype: str):
+    self.torch = torch
+    device = 'cuda' if jax.default_backend() == 'gpu' and torch.cuda.is_available() else 'cpu'
+    self.device = device
+    num_classes = 10 if name.startswith('cifar') else 1000
+    model = getattr(torchvision.models, name)(num_classes=num_classes)
+    self.model = model.to(device, memory_format=torch.channels_last)
+    self.optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    self.images = torch.randn(batch, 3, image_size, image_size, device=device).to(
+      memory_format=torch.channels_last
+    )
+    self.labels = torch.randint(0, num_classes, (batch,), device=device)
+    self.amp = device == 'cuda' and dtype == 'bfloat16'
+    self.compile_s = None
+
+  def _sync(self):
+    if self.device == 'cuda':
+      self.torch.cuda.synchronize()
+
+  def _autocast(self):
+    return self.torch.autocast(self.device, dtype=self.torch.bfloat16, enabled=self.amp)
+
+  def train_step(self) -> None:
+    self.model.train()
+    self.optimizer.zero_grad(set_to_none=True)
+    with self._autocast():
+      loss = self.torch.nn.functional.cross_entropy(self.model(self.images), self.labels)
+    loss.backward()
+    self.optimizer.step()
+    self._sync()
+
+  def eval_step(self) -> None:
+    self.model.eval()
+    with self.torch.no_grad(), self._autocast():
+      self.model(self.images)
+    self._sync()
+
+  def memory(self) -> tuple[float | None, str]:
+    if self.device == 'cuda':
+      return self.torch.cuda.max_memory_allocated() / 2**20, 'device peak'
+    return None, ''
+
+
+def _time_alternating(steps: list, warmup: int, count: int) -> list[list[float]]:
+  """Runs each step function `warmup` times, then all of them in turn `count` times."""
+  for step in steps:
+    for _ in range(warmup):
+      step()
+  times = [[] for _ in steps]
+  for _ in range(count):
+    for step, record in zip(steps, times, strict=True):
+      start = time.perf_counter()
+      step()
+      record.append(time.perf_counter() - start)
+  return times
+
+
+def _import_torch():
+  if FLAGS.torch == 'off' or (torch is None and FLAGS.torch == 'auto'):
+    return None
+  if torch is None:
+    raise ImportError('--torch=on, but torch and torchvision do not import.')
+  # As many threads as JAX's CPU client uses: one per core this process may run on.
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  return torch, torchvision
+
+
+def pipeline_rates(image_size: int, batch: int) -> list[dict]:
+  """Images/s of the TFDS pipeline's training augmentation on synthetic examples."""
+  try:
+    import tensorflow as tf
+
+    from resnet_jax import input_pipeline
+  except ImportError:
+    return []
+  rows = []
   rng = np.random.default_rng(0)
-  batch_arrays = jax.device_put(
-    {
-      'image': rng.standard_normal(shape, dtype=np.float32),
-      'label': rng.integers(0, config.num_classes, (batch,), dtype=np.int32),
-    },
-    data_sharding,
-  )
-  dropout_rng = jax.random.key(1)
-
-  step = train.jit_train_step(config, mesh)
-  start = time.perf_counter()
-  compiled = step.lower(state, batch_arrays, dropout_rng).compile()
-  train_compile = time.perf_counter() - start
-  holder = {'state': state}
-
-  def train_once():
-    holder['state'], metrics = compiled(holder['state'], batch_arrays, dropout_rng)
-    return metrics
-
-  train_seconds = _median_seconds(train_once, FLAGS.steps, FLAGS.warmup)
-  forward = jax.jit(
-    lambda s, x: s.apply_fn({'params': s.params, 'batch_stats': s.batch_stats}, x, train=False)
-  )
-  start = time.perf_counter()
-  forward_compiled = forward.lower(holder['state'], batch_arrays['image']).compile()
-  forward_compile = time.perf_counter() - start
-  forward_seconds = _median_seconds(
-    lambda: forward_compiled(holder['state'], batch_arrays['image']), FLAGS.steps, FLAGS.warmup
-  )
-  macs = summary.count_macs(model, image_size)
-  return {
-    'train_compile_s': train_compile,
-    'forward_compile_s': forward_compile,
-    'train_step_s': train_seconds,
-    'forward_step_s': forward_seconds,
-    'train_flops': 3 * 2 * macs * batch,
-    'forward_flops': 2 * macs * batch,
-    'peak_memory_bytes': _peak_memory_bytes(),
-  }
-
-
-def measure_torch(name: str, batch: int, image_size: int, dtype: str) -> dict | None:
-  """torchvision's model of the same name, in a subprocess: TensorFlow and PyTorch must not
-  share a process, nor XLA's and PyTorch's thread pools a core. None without torchvision."""
-  command = [
-    sys.executable,
-    '-m',
-    'benchmarks.torch_reference',
-    f'--model={name}',
-    f'--batch={batch}',
-    f'--image_size={image_size}',
-    f'--dtype={dtype}',
-    f'--steps={FLAGS.steps}',
-    f'--warmup={FLAGS.warmup}',
-  ]
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run(command, cwd=root, capture_output=True, text=True)
-  if result.returncode:
-    raise RuntimeError(f'The PyTorch reference failed:\n{result.stderr[-3000:]}')
-  return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def measure_pipeline(batch: int) -> dict:
-  """Images/s of the training augmentation on synthetic CIFAR-sized and ImageNet-sized data."""
-  import tensorflow as tf
-
-  from resnet_jax import input_pipeline
-
-  rng = np.random.default_rng(0)
-  results = {}
-  cases = {
-    # CIFAR: 32x32 uint8 images, pad-4 random crop and flip.
-    'cifar10': (tf.constant(rng.integers(0, 256, (1024, 32, 32, 3), dtype=np.uint8)), 32),
-    # ImageNet: JPEGs of its typical 500x375 size, random-resized crop to 224 and flip.
-    'imagenet2012': (
-      tf.stack(
-        [tf.io.encode_jpeg(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8)) for _ in range(64)]
-      ),
-      224,
-    ),
-  }
-  for dataset, (images, size) in cases.items():
-    preprocess = input_pipeline._train_preprocess(input_pipeline.DATASETS[dataset], size)  # noqa: SLF001
-    examples = tf.data.Dataset.from_tensor_slices({'image': images, 'label': tf.zeros(len(images))})
-    ds = examples.repeat().enumerate()
-    ds = ds.map(
+  # ImageNet-like JPEGs: smooth 375 x 500 images (noise decodes slower than photographs).
+  small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+  photo = tf.image.resize(small[None], (375, 500), method='bicubic')[0]
+  photo = tf.cast(tf.clip_by_value(photo + rng.normal(0, 8, photo.shape), 0, 255), tf.uint8)
+  jpeg = tf.io.encode_jpeg(photo, quality=90)
+  cifar = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+  for dataset, size, image in (('cifar10', 32, cifar), ('imagenet2012', image_size, jpeg)):
+    spec = input_pipeline.DATASETS[dataset]
+    preprocess = input_pipeline._train_preprocess(spec, size)
+    examples = tf.data.Dataset.from_tensors({'image': image, 'label': 0}).repeat()
+    ds = examples.enumerate().map(
       lambda i, ex, preprocess=preprocess: preprocess(tf.stack([tf.constant(0, tf.int64), i]), ex),
       num_parallel_calls=tf.data.AUTOTUNE,
     )
-    iterator = iter(ds.batch(batch).prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+    ds = ds.batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    iterator = ds.as_numpy_iterator()
     for _ in range(5):
       next(iterator)
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < 5.0:
-      count += len(next(iterator)['label'])
-    results[dataset] = count / (time.perf_counter() - start)
-  return results
-
-
-def _image_size(name: str) -> int:
-  return FLAGS.image_size or summary.default_image_size(name)
-
-
-def _format_bytes(n: int | None) -> str:
-  return f'{n / 2**30:.2f} GiB' if n else 'n/a'
-
-
-def main(argv):
-  del argv
-  device = jax.devices()[0]
-  rate = matmul_flops_per_second(jnp.dtype(FLAGS.dtype))
-  print(
-    f'\n{jax.device_count()} x {device.device_kind} ({jax.default_backend()}), '
-    f'batch {FLAGS.batch}, {FLAGS.dtype}; dense matmul rate {rate / 1e12:.3f} TFLOP/s\n'
-  )
-  rows = []
-  print(
-    '| model | px | train compile s | train img/s | fwd img/s | train util | peak mem '
-    '| torch train img/s | torch fwd img/s | train ratio | fwd ratio |'
-  )
-  print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-  for name in FLAGS.models:
-    size = _image_size(name)
-    ours = measure_jax(name, FLAGS.batch, size, FLAGS.dtype)
-    theirs = measure_torch(name, FLAGS.batch, size, FLAGS.dtype) if FLAGS.torch else None
-    row = {'model': name, 'image_size': size, 'batch': FLAGS.batch, 'jax': ours, 'torch': theirs}
-    row['train_images_per_s'] = FLAGS.batch / ours['train_step_s']
-    row['forward_images_per_s'] = FLAGS.batch / ours['forward_step_s']
-    row['train_utilisation'] = ours['train_flops'] / ours['train_step_s'] / rate
-    torch_cells = ['—', '—', '—', '—']
-    if theirs:
-      row['train_ratio'] = theirs['train_step_s'] / ours['train_step_s']
-      row['forward_ratio'] = theirs['forward_step_s'] / ours['forward_step_s']
-      torch_cells = [
-        f'{FLAGS.batch / theirs["train_step_s"]:.1f}',
-        f'{FLAGS.batch / theirs["forward_step_s"]:.1f}',
-        f'{row["train_ratio"]:.2f}',
-        f'{row["forward_ratio"]:.2f}',
-      ]
-    rows.append(row)
-    print(
-      f'| {name} | {size} | {ours["train_compile_s"]:.1f} | {row["train_images_per_s"]:.1f} '
-      f'| {row["forward_images_per_s"]:.1f} | {row["train_utilisation"]:.1%} '
-      f'| {_format_bytes(ours["peak_memory_bytes"])} | ' + ' | '.join(torch_cells) + ' |',
-      flush=True,
+      count += next(iterator)['image'].shape[0]
+    rows.append(
+      {
+        'augmentation': f'{dataset} ({spec.augmentation})',
+        'image_size': size,
+        'images_per_s': count / (time.perf_counter() - start),
+      }
     )
+  return rows
+
+
+def _fmt(value, digits=1, suffix=''):
+  return 'n/a' if value is None else f'{value:.{digits}f}{suffix}'
+
+
+def markdown(result: dict) -> str:
+  lines = [
+    f'{result["device"]} ({result["device_count"]} device(s)), batch {result["batch"]}, '
+    f'dtype {result["dtype"]}, dense matmul {result["matmul_tflops"]:.3g} TFLOP/s',
+    '',
+    '| model | px | framework | compile s | train ms | train img/s | train util | '
+    'eval ms | eval img/s | eval util | memory MiB | train ratio | eval ratio |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  ]
+  for r in result['rows']:
+    lines.append(
+      f'| {r["model"]} | {r["image_size"]} | {r["framework"]} | {_fmt(r["compile_s"])} | '
+      f'{r["train_ms"]:.1f} | {r["train_images_per_s"]:.1f} | {r["train_util"]:.1%} | '
+      f'{r["eval_ms"]:.1f} | {r["eval_images_per_s"]:.1f} | {r["eval_util"]:.1%} | '
+      f'{_fmt(r["memory_mib"], 0)} | {_fmt(r.get("train_ratio"), 2)} | '
+      f'{_fmt(r.get("eval_ratio"), 2)} |'
+    )
+  lines.append('')
+  lines.append(
+    'ratio: PyTorch step time / ours (> 1: ours is faster), medians of steps run in turn. '
+    'util: model FLOPs / step time / dense matmul rate. memory: '
+    + '; '.join(
+      sorted({f'{r["framework"]}: {r["memory_kind"]}' for r in result['rows'] if r['memory_kind']})
+    )
+    + '.'
+  )
+  if result['pipeline']:
+    lines += ['', '| input pipeline augmentation | px | images/s |', '|---|---|---|']
+    for p in result['pipeline']:
+      lines.append(f'| {p["augmentation"]} | {p["image_size"]} | {p["images_per_s"]:.0f} |')
+  return '\n'.join(lines)
+
+
+def main(argv: list[str]) -> None:
+  del argv
+  torch_modules = _import_torch()
+  rate = matmul_rate(FLAGS.dtype)
+  rows = []
+  for name in FLAGS.models:
+    size = FLAGS.image_size or summary.default_image_size(name)
+    ours = JaxModel(name, FLAGS.batch, size, FLAGS.dtype)
+    runners = [('resnet_jax', ours)]
+    if torch_modules and hasattr(torch_modules[1].models, name):
+      runners.append(
+        ('torchvision', TorchModel(*torch_modules, name, FLAGS.batch, size, FLAGS.dtype))
+      )
+    train_times = _time_alternating([r.train_step for _, r in runners], FLAGS.warmup, FLAGS.steps)
+    eval_times = _time_alternating([r.eval_step for _, r in runners], FLAGS.warmup, FLAGS.steps)
+    flops = 2 * summary.count_macs(ours.model, size) * FLAGS.batch
+    for (framework, runner), train_t, eval_t in zip(runners, train_times, eval_times, strict=True):
+      memory, memory_kind = runner.memory()
+      train_ms, eval_ms = _median_ms(train_t), _median_ms(eval_t)
+      rows.append(
+        {
+          'model': name,
+          'image_size': size,
+          'framework': framework,
+          'compile_s': runner.compile_s,
+          'train_ms': train_ms,
+          'train_images_per_s': FLAGS.batch / train_ms * 1e3,
+          'train_util': 3 * flops / (train_ms / 1e3) / rate,
+          'eval_ms': eval_ms,
+          'eval_images_per_s': FLAGS.batch / eval_ms * 1e3,
+          'eval_util': flops / (eval_ms / 1e3) / rate,
+          'memory_mib': memory,
+          'memory_kind': memory_kind,
+          'train_times_ms': [1e3 * t for t in train_t],
+          'eval_times_ms': [1e3 * t for t in eval_t],
+        }
+      )
+    if len(runners) == 2:
+      ours_row, torch_row = rows[-2], rows[-1]
+      ours_row['train_ratio'] = torch_row['train_ms'] / ours_row['train_ms']
+      ours_row['eval_ratio'] = torch_row['eval_ms'] / ours_row['eval_ms']
+    del ours, runners
+  device = jax.devices()[0]
   result = {
     'date': datetime.datetime.now().isoformat(timespec='seconds'),
-    'device': device.device_kind,
+    'device': f'{device.device_kind} ({_cpu_name()}, {os.cpu_count()} cores)'
+    if device.platform == 'cpu'
+    else device.device_kind,
     'device_count': jax.device_count(),
-    'backend': jax.default_backend(),
-    'jax': jax.__version__,
+    'batch': FLAGS.batch,
     'dtype': FLAGS.dtype,
-    'matmul_flops_per_s': rate,
+    'steps': FLAGS.steps,
+    'matmul_tflops': rate / 1e12,
+    'versions': {
+      'jax': jax.__version__,
+      'torch': torch_modules[0].__version__ if torch_modules else None,
+      'python': platform.python_version(),
+    },
     'rows': rows,
+    'pipeline': pipeline_rates(FLAGS.image_size or 224, FLAGS.batch) if FLAGS.pipeline else [],
   }
-  if FLAGS.pipeline:
-    result['pipeline_images_per_s'] = measure_pipeline(FLAGS.batch)
-    print('\nInput pipeline (training augmentation, this host):')
-    for dataset, value in result['pipeline_images_per_s'].items():
-      print(f'- {dataset}: {value:.0f} img/s')
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  kind = device.device_kind.replace(' ', '_').replace('/', '_')
-  path = os.path.join(FLAGS.output_dir, f'{kind}_{datetime.date.today().isoformat()}.json')
-  with open(path, 'w') as f:
-    json.dump(result, f, indent=2)
-  print(f'\nWrote {path}')
+  print(markdown(result))
+  if FLAGS.output_dir:
+    os.makedirs(FLAGS.output_dir, exist_ok=True)
+    kind = device.device_kind.replace(' ', '_').lower()
+    path = os.path.join(FLAGS.output_dir, f'{kind}_{datetime.date.today().isoformat()}.json')
+    with open(path, 'w') as f:
+      json.dump(result, f, indent=1)
+    print(f'\nwrote {path}', file=sys.stderr)
+
+
+def _cpu_name() -> str:
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or 'unknown CPU'
 
 
 if __name__ == '__main__':
+  host.reexec_with_huge_pages('benchmarks.throughput')
   app.run(main)
