@@ -1,14 +1,16 @@
 r"""Runs every point of an ablation sweep as an ordinary training run.
 
-A sweep file in `experiments/` names a base config and the overrides of each point:
+A sweep file in `experiments/` names a base config, overrides shared by every point, and the
+overrides of each point, built from axes as in ml-collections / big_vision sweeps:
 
   from resnet_jax.sweep import axis, product
 
   def get_sweep():
-    return 'configs/cifar10_resnet20.py', product(
-        axis('model', ['cifar_resnet56', 'cifar_iresnet56']),
-        axis('seed', [0, 1, 2]),
-    )
+    return {
+      'config': 'configs/quickstart.py',
+      'fixed': {'num_train_steps': 200},
+      'points': product(axis('model', ['cifar_resnet20', 'cifar_iresnet20']), axis('seed', [0, 1])),
+    }
 
 Each point runs `python -m resnet_jax.main --config=BASE --workdir=DIR/NAME --config.F=V ...`
 in its own sub-workdir, NAME spelling out its overrides (`model=cifar_iresnet56-seed=0`).
@@ -298,14 +300,19 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
   def run(index: int, point: Point) -> None:
     env = slots.get()
     try:
-      state = 'resuming' if os.path.isdir(os.path.join(point.workdir, 'checkpoints')) else 'starting'
+      state = (
+        'resuming' if os.path.isdir(os.path.join(point.workdir, 'checkpoints')) else 'starting'
+      )
       devices = f' on GPUs {env["CUDA_VISIBLE_DEVICES"]}' if env else ''
       print(f'[{index + 1}/{len(todo)}] {point.name}: {state}{devices}', flush=True)
       start = time.time()
       returncode = _run_logged(point, env)
       took = f'{time.time() - start:.0f} s'
       if returncode == 0 and point.finished:
-        print(f'[{index + 1}/{len(todo)}] {point.name}: done in {took}, {_result_text(point)}')
+        print(
+          f'[{index + 1}/{len(todo)}] {point.name}: done in {took}, {_result_text(point)}',
+          flush=True,
+        )
       else:
         failed.append(point)
         log_path = os.path.join(point.workdir, 'log.txt')
@@ -313,7 +320,7 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
           tail = ''.join(f.readlines()[-15:])
         print(
           f'[{index + 1}/{len(todo)}] {point.name}: FAILED after {took} (exit code '
-          f'{returncode}); last lines of {log_path}:\n{tail}',
+          f'{returncode}, no summary.json); last lines of {log_path}:\n{tail}',
           flush=True,
         )
     finally:
@@ -328,15 +335,8 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
 FLAGS = flags.FLAGS
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if FLAGS.parallel < 1:
-    raise app.UsageError('--parallel must be at least 1.')
-  try:
-    points = expand(FLAGS.sweep, FLAGS.workdir)
-  except (SweepError, FileNotFoundError) as e:
-    sys.exit(f'Error: {e}')
+def run_sweep() -> None:
+  points = expand(FLAGS.sweep, FLAGS.workdir)
   if FLAGS.dry_run:
     for point in points:
       print(shlex.join(point.command()))
@@ -345,7 +345,7 @@ def main(argv: Sequence[str]) -> None:
     return
   if FLAGS.point is not None:
     if not 0 <= FLAGS.point < len(points):
-      raise app.UsageError(f'--point={FLAGS.point}, but the sweep has points 0..{len(points) - 1}.')
+      raise SweepError(f'--point={FLAGS.point}, but the sweep has points 0..{len(points) - 1}.')
     point = points[FLAGS.point]
     if point.finished:
       check_finished_config(point)
@@ -363,6 +363,17 @@ def main(argv: Sequence[str]) -> None:
     f'All {len(points)} points finished. Next: python -m resnet_jax.report '
     f'--workdir={FLAGS.workdir}'
   )
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.parallel < 1:
+    raise app.UsageError('--parallel must be at least 1.')
+  try:
+    run_sweep()
+  except (SweepError, FileNotFoundError) as e:
+    sys.exit(f'Error: {e}')
 
 
 def define_flags() -> None:
