@@ -19,9 +19,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Extra keyword arguments for `create_model` (e.g. shortcut='B', zero_init_residual=True).
   # Config files add the fields their sweeps vary, so overrides name real fields.
   config.model_kwargs = ml_collections.ConfigDict()
-  # Compute dtype of convolutions and dense layers: 'float32' or 'bfloat16'. Parameters,
-  # BatchNorm statistics, softmax and loss always stay in float32.
-  config.dtype = 'float32'
+  # Compute dtype of convolutions and dense layers: 'float32', 'bfloat16', or 'auto' (bfloat16
+  # on GPU/TPU, float32 on CPU). Parameters, BatchNorm statistics, softmax and loss always
+  # stay in float32.
+  config.dtype = 'auto'
   # Directory of an Orbax checkpoint (from `resnet_jax.convert` or a training run) whose
   # `params` and `batch_stats` initialise the model; the optimizer starts fresh.
   config.init_from = ''
@@ -34,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = 'cifar10'
   # TFDS data directory; empty means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
   config.data_dir = ''
+  # TFDS split names (any TFDS split expression, e.g. 'train[:90%]') for training and evaluation.
   config.train_split = 'train'
   config.eval_split = 'test'
   # Side of the square training and evaluation images, pixels (after crop).
@@ -52,35 +54,40 @@ def get_config() -> ml_collections.ConfigDict:
   config.prefetch = 2
 
   # --- Length ------------------------------------------------------------------------------
-  # Training length in optimizer steps; if `num_epochs` is set (> 0) it wins.
+  # Training length in optimizer steps. If <= 0, `num_epochs` passes over the training split.
   config.num_train_steps = 64_000
   config.num_epochs = 0.0
 
   # --- Optimisation --------------------------------------------------------------------------
-  # SGD with momentum, as in all three papers.
+  # SGD with momentum, as in all three papers; Nesterov's form optional.
   config.momentum = 0.9
   config.nesterov = False
   # Peak learning rate. If `lr_base_batch_size` > 0 it is scaled linearly:
   # learning_rate * batch_size / lr_base_batch_size (0.1 per 256 images on ImageNet).
   config.learning_rate = 0.1
-  config.lr_base_batch_size = 0
+  config.lr_base_batch_size = 0  # 0: no scaling.
   # 'step' (multiply by `lr_decay_factor` at each of `lr_decay_at`), 'cosine' or 'constant'.
   config.schedule = 'step'
   # Unit of `lr_decay_at` and `warmup`: 'steps' or 'epochs'.
   config.schedule_unit = 'steps'
+  # Decay points of the 'step' schedule, in `schedule_unit`, and the factor applied at each.
   config.lr_decay_at = (32_000, 48_000)
   config.lr_decay_factor = 0.1
   # Linear warmup from 0 to the peak learning rate, in `schedule_unit`.
   config.warmup = 0.0
   # L2 weight decay added to the gradient of every parameter (PyTorch SGD's weight_decay).
   config.weight_decay = 1e-4
+  # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
 
   # --- Bookkeeping ---------------------------------------------------------------------------
+  # Seed of parameter initialisation, data order, augmentation and dropout.
   config.seed = 0
+  # Train metrics (loss, top-1, learning rate, images/s) every N steps.
   config.log_every_steps = 100
   # Evaluate every N steps (0: only at the end).
   config.eval_every_steps = 0
+  # Save a checkpoint every N steps (and at the end, and on SIGTERM).
   config.checkpoint_every_steps = 1_000
   # Checkpoints kept in the workdir (the newest ones).
   config.keep_checkpoints = 3

@@ -3,7 +3,7 @@
 SGD momentum 0.9, lr 0.1 per 256 images scaled linearly with the global batch, weight
 decay 1e-4, 90 epochs with the learning rate divided by 10 at epochs 30, 60 and 80
 (`--config.schedule=cosine` for cosine decay; `--config.warmup=5` for five warmup epochs),
-no label smoothing; bfloat16 compute on GPU/TPU (`--config.dtype=float32` on CPU).
+no label smoothing; bfloat16 compute on GPU/TPU, float32 on CPU (`config.dtype='auto'`).
 """
 
 from configs import default
@@ -20,7 +20,6 @@ def get_config():
   config.batch_size = 256
   config.eval_batch_size = 256
   config.cache = False
-  config.dtype = 'bfloat16'
   config.num_train_steps = -1
   config.num_epochs = 90
   config.learning_rate = 0.1

@@ -5,6 +5,8 @@ from collections.abc import Callable, Iterator
 import ml_collections
 import numpy as np
 
+# Nominal epoch length (ImageNet's), so that epoch-based schedules behave as on ImageNet.
+NUM_TRAIN_EXAMPLES = 1_281_167
 # Evaluation on fake data covers this many batches per pass.
 NUM_EVAL_STEPS = 2
 

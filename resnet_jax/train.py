@@ -23,13 +23,12 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
-from clu import metric_writers, periodic_actions
+from absl import logging
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from resnet_jax import fake_data, models
-from resnet_jax.metric_logging import JsonlWriter
+from resnet_jax import fake_data, metric_logging, models
 
 
 class TrainState(train_state.TrainState):
@@ -52,11 +51,18 @@ def model_name(config: ml_collections.ConfigDict) -> str:
   return re.sub(r'\d+$', str(config.depth), config.model)
 
 
+def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
+  """`config.dtype`, with 'auto' meaning bfloat16 on accelerators and float32 on CPU."""
+  if config.dtype == 'auto':
+    return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
+  return jnp.dtype(config.dtype)
+
+
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   return models.create_model(
     model_name(config),
     num_classes=config.num_classes,
-    dtype=jnp.dtype(config.dtype),
+    dtype=compute_dtype(config),
     **config.model_kwargs.to_dict(),
   )
 
@@ -144,7 +150,7 @@ def train_step(
     'loss': loss,
     'top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
     # One flag catches a NaN/Inf in the loss or in any gradient before it reaches a checkpoint.
-    'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.global_norm(grads))),
+    'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))),
   }
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
   return state, metrics
@@ -335,12 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = restore_pretrained(state, config.init_from)
   start_step = int(state.step)
 
-  writer = metric_writers.MultiWriter(
-    [
-      metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0),
-      *([JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))] if jax.process_index() == 0 else []),
-    ]
-  )
+  writer = metric_logging.create_writer(workdir)
   if start_step == 0:
     writer.write_hparams(
       {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
@@ -361,12 +362,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
 
-  if config.eval_only:
-    eval_metrics = run_eval(start_step)
-  else:
-    eval_metrics = None
+  eval_metrics = None
+  if not config.eval_only:
     preemption = _PreemptionFlag()
-    report_progress = periodic_actions.ReportProgress(
+    report_progress = metric_logging.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
     pending = []  # Device metrics since the last log, fetched together.
@@ -379,6 +378,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, metrics = p_train_step(state, next(batches), dropout_rng)
       pending.append(metrics)
       window_steps += 1
+      if step == start_step + 1:
+        # The first step compiles: report it alone and keep it out of images_per_sec.
+        jax.block_until_ready(metrics)
+        logging.info('First step (compilation included): %.1f s', time.time() - window_start)
+        window_start, window_steps = time.time(), 0
       report_progress(step)
       is_last = step == total_steps
       preempted = preemption.reached(manager, step)
@@ -389,7 +393,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         elapsed = time.time() - window_start
         scalars = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in ('loss', 'top1')}
         scalars['learning_rate'] = float(learning_rate_fn(step - 1))
-        scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
+        if window_steps:
+          scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
         writer.write_scalars(step, scalars)
         pending, window_start, window_steps = [], time.time(), 0
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
@@ -401,11 +406,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         manager.wait_until_finished()
         writer.flush()
         return {'preempted_at_step': step}
+  if eval_metrics is None:  # A finished run started again: evaluate its final state.
+    eval_metrics = run_eval(int(state.step))
   manager.wait_until_finished()
   writer.flush()
   summary = {
     'model': model_name(config),
     'dataset': config.dataset,
+    'dtype': compute_dtype(config).name,
     'config': config.to_dict(),
     'step': int(state.step),
     'num_train_steps': total_steps,
