@@ -11,13 +11,13 @@ comparison in `cifar10_iresnet.py`. Finishes on a 2-core CPU in under 15 minutes
 from resnet_jax.sweep import axis, product
 
 FAMILIES = ('resnet', 'resstage', 'iresnet')
-DEPTHS = (20, 56)
+DEPTHS = (14, 32)
 
 
 def get_sweep():
   return {
     'config': 'configs/quickstart.py',
-    'fixed': {'num_train_steps': 600, 'eval_every_steps': 100},
+    'fixed': {'num_train_steps': 150, 'eval_every_steps': 25, 'log_every_steps': 25},
     'points': product(
       axis('model', [f'cifar_{family}{depth}' for depth in DEPTHS for family in FAMILIES]),
       axis('seed', [0, 1, 2]),
