@@ -38,6 +38,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
@@ -177,7 +178,7 @@ def resolve_config(config_path: str, args: Sequence[str]) -> ml_collections.Conf
 
 def _check_model(config: ml_collections.ConfigDict, where: str) -> None:
   """Builds the point's model as main will (name, depth and model_kwargs), without running it."""
-  from resnet_jax import train  # Imported here: writing sweep files needs none of JAX.
+  from resnet_jax import train  # Imported here: it pulls in TensorFlow, sweep files need none.
 
   try:
     train.create_model(config)
@@ -370,6 +371,9 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if FLAGS.parallel < 1:
     raise app.UsageError('--parallel must be at least 1.')
+  # This process only checks and launches points; building models for the checks must not
+  # claim the GPUs or TPU chips that the points train on.
+  jax.config.update('jax_platforms', 'cpu')
   try:
     run_sweep()
   except (SweepError, FileNotFoundError) as e:
