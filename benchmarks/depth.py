@@ -2,10 +2,11 @@ r"""Compile time and step time of the train step by depth, blocks scanned or unr
 
     python -m benchmarks.depth --family=cifar_iresnet --depths=56,110,1202,3002
 
-Runs of identical blocks are stacked by `resnet_jax.models.stacking`: 'scan' is the models'
-default (`unroll` and `remat` as the model sets them), 'unroll' compiles every block separately
-(`unroll=True`), feasible only for shallow networks (`--max_unrolled_depth`). Train step as in
-`main` (`resnet_jax.train.train_step`), median of `--steps` steps after one warm-up step.
+Runs of identical blocks are stacked by `resnet_jax.models.stacking`. Modes: 'scan' is the
+models' default, 'unroll' compiles every block separately (`unroll=True`; only up to
+`--max_unrolled_depth`), 'u<k>' unrolls k blocks per loop iteration. The modes of one depth run
+their steps in turn (one step each, `--steps` rounds after a warm-up round), so that they see the
+same machine. Train step as in `main` (`resnet_jax.train.train_step`), 32 x 32 images.
 """
 
 import statistics
@@ -14,28 +15,23 @@ import time
 from absl import app, flags
 
 from benchmarks import host
-from benchmarks.throughput import JaxModel
+from benchmarks.train_steps import JaxModel
 
 flags.DEFINE_string('family', 'cifar_iresnet', 'CIFAR family of the registry.')
 flags.DEFINE_list('depths', ['56', '110', '1202', '3002'], 'Depths to measure.')
-flags.DEFINE_list('modes', ['scan', 'unroll'], "'scan' (the model's default) and/or 'unroll'.")
+flags.DEFINE_list('modes', ['scan', 'unroll'], "'scan' (the default), 'unroll', 'u<k>'.")
 flags.DEFINE_integer('max_unrolled_depth', 110, 'Deeper networks are not compiled unrolled.')
 flags.DEFINE_integer('batch', 8, 'Batch size.')
-flags.DEFINE_integer('steps', 5, 'Timed steps (median reported).')
+flags.DEFINE_integer('steps', 5, 'Timed rounds (median reported).')
 FLAGS = flags.FLAGS
 
 
-def measure(name: str, mode: str) -> tuple[float, float]:
-  """(compile seconds, median step seconds) of the train step, 32 x 32 images."""
-  kwargs = {'unroll': True} if mode == 'unroll' else {}
-  model = JaxModel(name, FLAGS.batch, 32, 'float32', **kwargs)
-  model.train_step()
-  times = []
-  for _ in range(FLAGS.steps):
-    start = time.perf_counter()
-    model.train_step()
-    times.append(time.perf_counter() - start)
-  return model.compile_s, statistics.median(times)
+def _unroll(mode: str) -> dict:
+  if mode == 'scan':
+    return {}
+  if mode == 'unroll':
+    return {'unroll': True}
+  return {'unroll': int(mode[1:])}
 
 
 def main(argv: list[str]) -> None:
@@ -45,11 +41,19 @@ def main(argv: list[str]) -> None:
   print('|---|---|---|---|')
   for depth in FLAGS.depths:
     name = f'{FLAGS.family}{depth}'
-    for mode in FLAGS.modes:
-      if mode == 'unroll' and int(depth) > FLAGS.max_unrolled_depth:
-        continue
-      compile_s, step_s = measure(name, mode)
-      print(f'| {name} | {mode} | {compile_s:.1f} | {1e3 * step_s:.0f} |', flush=True)
+    modes = [m for m in FLAGS.modes if m != 'unroll' or int(depth) <= FLAGS.max_unrolled_depth]
+    runs = {m: JaxModel(name, FLAGS.batch, 32, 'float32', **_unroll(m)) for m in modes}
+    times = {m: [] for m in modes}
+    for round_ in range(FLAGS.steps + 1):
+      for mode, model in runs.items():
+        start = time.perf_counter()
+        model.train_step()
+        if round_:
+          times[mode].append(time.perf_counter() - start)
+    for mode, model in runs.items():
+      step_ms = 1e3 * statistics.median(times[mode])
+      print(f'| {name} | {mode} | {model.compile_s:.1f} | {step_ms:.0f} |', flush=True)
+    del runs
 
 
 if __name__ == '__main__':

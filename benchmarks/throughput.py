@@ -12,7 +12,7 @@ model of the same name, its train step (SGD with momentum and weight decay, chan
 bfloat16 on GPU when --dtype=bfloat16) and eval forward run in alternation with ours, step for
 step, so that both see the same machine; the ratio is PyTorch's time / ours (> 1: we are faster).
 When TensorFlow imports, the input pipeline's augmentation is measured too. Prints a Markdown
-table; writes JSON to benchmarks/results/<device kind>_<date>.json.
+table; writes JSON to benchmarks/results/<device kind>_<date>_<time>.json.
 """
 
 import datetime
@@ -35,12 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from benchmarks import host
-from configs import default as default_config
-from resnet_jax import fake_data, summary, train
+from benchmarks.train_steps import JaxModel
+from resnet_jax import summary
 
 flags.DEFINE_list('models', ['resnet50', 'iresnet50', 'cifar_resnet56'], 'Registry names.')
 flags.DEFINE_integer('batch', 8, 'Global batch size.')
@@ -73,52 +71,6 @@ def matmul_rate(dtype: str) -> float:
     jax.block_until_ready(matmul(a))
     best = min(best, time.perf_counter() - start)
   return 2 * n**3 / best
-
-
-class JaxModel:
-  """The project's train and eval steps for one model, built as `train.train_and_evaluate` does."""
-
-  def __init__(self, name: str, batch: int, image_size: int, dtype: str, **model_kwargs):
-    config = default_config.get_config()
-    config.model = name
-    config.model_kwargs.update(model_kwargs)
-    config.dataset = 'fake'
-    config.num_classes = 10 if name.startswith('cifar') else 1000
-    config.image_size = image_size
-    config.batch_size = config.eval_batch_size = batch
-    config.dtype = dtype
-    train.check_batch_size(batch, 'batch_size')
-    self.model = train.create_model(config)
-    mesh = train.make_mesh()
-    replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-    tx = train.create_optimizer(config, train.create_learning_rate_fn(config, 1000, 100_000))
-    shape = (1, image_size, image_size, 3)
-    self.state = train.create_train_state(self.model, tx, jax.random.key(0), shape, replicated)
-    batch_np = next(fake_data.train_batches(config, batch))
-    batch_np['mask'] = np.ones((batch,), np.float32)
-    self.batch = train.to_global(batch_np, data)
-    self.rng = jax.random.key(1)
-    step = train.jit_train_step(config, mesh)
-    self.eval_jit = train.jit_eval_step(mesh)
-    start = time.perf_counter()
-    self.train_compiled = step.lower(self.state, self.batch, self.rng).compile()
-    self.compile_s = time.perf_counter() - start
-
-  def train_step(self) -> None:
-    self.state, metrics = self.train_compiled(self.state, self.batch, self.rng)
-    jax.block_until_ready(metrics)
-
-  def eval_step(self) -> None:
-    jax.block_until_ready(self.eval_jit(self.state, self.batch))
-
-  def memory(self) -> tuple[float, str]:
-    """Peak device memory if the device reports it, else XLA's buffer plan of the train step."""
-    stats = jax.devices()[0].memory_stats() or {}
-    if 'peak_bytes_in_use' in stats:
-      return stats['peak_bytes_in_use'] / 2**20, 'device peak'
-    plan = self.train_compiled.memory_analysis()
-    total = plan.argument_size_in_bytes + plan.output_size_in_bytes + plan.temp_size_in_bytes
-    return (total - plan.alias_size_in_bytes) / 2**20, 'XLA plan of the train step'
 
 
 class TorchModel:
@@ -334,7 +286,8 @@ def main(argv: list[str]) -> None:
   if FLAGS.output_dir:
     os.makedirs(FLAGS.output_dir, exist_ok=True)
     kind = device.device_kind.replace(' ', '_').lower()
-    path = os.path.join(FLAGS.output_dir, f'{kind}_{datetime.date.today().isoformat()}.json')
+    stamp = datetime.datetime.now().strftime('%Y-%m-%d_%H%M')
+    path = os.path.join(FLAGS.output_dir, f'{kind}_{stamp}.json')
     with open(path, 'w') as f:
       json.dump(result, f, indent=1)
     print(f'\nwrote {path}', file=sys.stderr)

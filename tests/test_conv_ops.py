@@ -7,6 +7,7 @@ import pytest
 from flax import linen as nn
 from jax import lax
 
+from resnet_jax import models
 from resnet_jax.models import conv_ops
 
 # (kernel, stride, padding, groups, in_features, out_features, spatial size): every kind of
@@ -138,3 +139,26 @@ def test_max_pool_matches_flax_including_ties(window, stride, padding, hw):
   got_y, got_pullback = jax.vjp(lambda x: conv_ops.max_pool(x, window, stride, padding), x)
   np.testing.assert_array_equal(got_y, y)
   np.testing.assert_array_equal(got_pullback(dy)[0], pullback(dy)[0])
+
+
+def test_model_gradients_match_autodiff(monkeypatch):
+  # A whole network (7x7 stem, max-pools, strided and 1x1 convolutions, scanned blocks): the
+  # same loss and gradients as with autodiff of lax's convolution and Flax's max-pool.
+  model = models.create_model('iresnet18', num_classes=10)
+  x = jax.random.normal(jax.random.key(0), (2, 32, 32, 3))
+  variables = model.init(jax.random.key(1), x, train=False)
+
+  def loss(params):
+    logits, _ = model.apply(
+      {'params': params, 'batch_stats': variables['batch_stats']},
+      x,
+      train=True,
+      mutable=['batch_stats'],
+    )
+    return jnp.sum(jax.nn.log_softmax(logits)[:, 0])
+
+  got = jax.jit(jax.value_and_grad(loss))(variables['params'])
+  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: False)  # the formulation of other backends
+  want = jax.jit(jax.value_and_grad(loss))(variables['params'])
+  for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())

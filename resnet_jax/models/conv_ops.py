@@ -16,22 +16,28 @@ gradients with explicitly canonical operations:
   gradient as kernel, the batch playing the role of the features.
 
 The mathematics is the convolution's; only the order of floating-point sums may differ.
+Other backends (GPU, TPU) handle the layouts of autodiff's convolutions natively and keep it.
 
 `max_pool`'s gradient in XLA:CPU is a select-and-scatter that it expands into a scatter, about
 ten times slower than the forward; here the forward also records which window position held
 the maximum (the first one, as select-and-scatter and PyTorch choose) and the backward routes
-the gradient there with strided pads, all elementwise.
+the gradient there with strided pads, all elementwise (on XLA:CPU only, as above).
 """
 
 import functools
 from collections.abc import Sequence
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-Padding = tuple[tuple[int, int], tuple[int, int]]
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _on_cpu() -> bool:
+  """Whether the ops below take their XLA:CPU formulations (the backend jit compiles for)."""
+  return jax.default_backend() == 'cpu'
 
 
 def _conv(x, kernel, strides, padding, groups=1, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
@@ -158,6 +164,8 @@ def conv2d(
       f'feature_group_count {groups}, and kernel out-features {kernel.shape[3]} must be '
       f'divisible by it. Check the kernel layout (HWIO) and the group count.'
     )
+  if not _on_cpu():
+    return _conv(x, kernel, strides, padding, groups)
   return _conv2d(x, kernel, strides, padding, groups)
 
 
@@ -219,4 +227,7 @@ def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -
       f'max_pool takes a 4-D NHWC input and a window of at most 11x11 with 0 <= padding < window; '
       f'got input {x.shape}, window {window}, padding {padding}.'
     )
+  if not _on_cpu():
+    pads = ((padding, padding), (padding, padding))
+    return nn.max_pool(x, (window, window), (stride, stride), pads)
   return _max_pool(x, int(window), int(stride), int(padding))

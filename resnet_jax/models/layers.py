@@ -15,6 +15,8 @@ pooling and BatchNorm follow PyTorch rather than Flax defaults:
   uniform in +-1/sqrt(fan_in) (PyTorch's `nn.Linear` default).
 
 Parameters and BatchNorm statistics are float32; `dtype` only sets the compute dtype.
+Convolutions and max-pooling compute through `conv_ops`: the same numbers, with backward passes
+that stay on XLA:CPU's fast paths (also inside the loops of stacked blocks).
 """
 
 import functools
@@ -24,6 +26,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from resnet_jax.models import conv_ops
 
 ModuleDef = Any
 DType = Any
@@ -58,14 +62,7 @@ class Conv(nn.Module):
     )
     x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
     pad = (k - 1) // 2
-    return jax.lax.conv_general_dilated(
-      x,
-      kernel,
-      window_strides=(self.strides, self.strides),
-      padding=((pad, pad), (pad, pad)),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      feature_group_count=self.groups,
-    )
+    return conv_ops.conv2d(x, kernel, (self.strides, self.strides), ((pad, pad),) * 2, self.groups)
 
 
 def batch_norm(train: bool, dtype: DType) -> ModuleDef:
@@ -85,7 +82,7 @@ def max_pool(x: jax.Array, strides: int = 2) -> jax.Array:
 
   Padding counts as -inf, as in PyTorch; the output size rounds down (`ceil_mode=False`).
   """
-  return nn.max_pool(x, (3, 3), strides=(strides, strides), padding=((1, 1), (1, 1)))
+  return conv_ops.max_pool(x, 3, strides, 1)
 
 
 def shortcut(
