@@ -50,7 +50,7 @@ flags.DEFINE_enum(
   'torch', 'auto', ['auto', 'on', 'off'], 'Measure torchvision (auto: if importable).'
 )
 flags.DEFINE_bool('pipeline', True, 'Measure the input pipeline (needs TensorFlow).')
-flags.DEFINE_string('out_dir', 'benchmarks/results', 'Where the JSON goes ( = nowhere).')
+flags.DEFINE_string('output_dir', 'benchmarks/results', 'Where the JSON goes (empty: nowhere).')
 FLAGS = flags.FLAGS
 
 
@@ -60,7 +60,7 @@ def _median_ms(times: list[float]) -> float:
 
 def matmul_rate(dtype: str) -> float:
   """Dense matrix-multiply FLOP/s of the first device, float32 or bfloat16, best of 10."""
-  n = 2048 if jax.default_backend() == 'cpu' else 8192
+  n = 4096 if jax.default_backend() == 'cpu' else 8192
   a = jnp.ones((n, n), dtype)
   matmul = jax.jit(lambda a: a @ a)
   jax.block_until_ready(matmul(a))
