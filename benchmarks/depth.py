@@ -14,8 +14,8 @@ import time
 
 from absl import app, flags
 
-from benchmarks import host
 from benchmarks.train_steps import JaxModel
+from resnet_jax import host_memory
 
 flags.DEFINE_string('family', 'cifar_iresnet', 'CIFAR family of the registry.')
 flags.DEFINE_list('depths', ['56', '110', '1202', '3002'], 'Depths to measure.')
@@ -57,5 +57,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  host.reexec_with_huge_pages('benchmarks.depth')
+  host_memory.reexec_with_huge_pages('benchmarks.depth')
   app.run(main)

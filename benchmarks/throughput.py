@@ -36,9 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks import host
 from benchmarks.train_steps import JaxModel
-from resnet_jax import summary
+from resnet_jax import host_memory, summary
 
 flags.DEFINE_list('models', ['resnet50', 'iresnet50', 'cifar_resnet56'], 'Registry names.')
 flags.DEFINE_integer('batch', 8, 'Global batch size.')
@@ -305,5 +304,5 @@ def _cpu_name() -> str:
 
 
 if __name__ == '__main__':
-  host.reexec_with_huge_pages('benchmarks.throughput')
+  host_memory.reexec_with_huge_pages('benchmarks.throughput')
   app.run(main)

@@ -2,8 +2,8 @@
 
 Batch 128, SGD momentum 0.9, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k,
 weight decay 1e-4; 4-pixel padding, random 32x32 crop and horizontal flip. Other depths of
-the paper (32, 44, 56, 110, 1202) and other CIFAR-layout families by override, e.g.
-`--config.depth=110` or `--config.model=cifar_iresnet56`.
+the paper (32, 44, 56, 110, 1202) by override, e.g. `--config.depth=110`; the ResStage and
+iResNet families, which have no shortcut option, with `cifar10_iresnet.py`.
 """
 
 import ml_collections

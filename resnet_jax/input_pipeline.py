@@ -91,7 +91,13 @@ def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
       f'--data_dir={builder._data_dir_root}` once (or pass --config.data_dir=DIR where it is '  # noqa: SLF001
       'already prepared).'
     )
-  builder.download_and_prepare()
+  try:
+    builder.download_and_prepare()
+  except FileExistsError:
+    # Another process (a parallel sweep point, another host) finished preparing it first.
+    builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
+    if not builder.is_prepared():
+      raise
   return builder
 
 

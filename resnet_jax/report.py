@@ -211,9 +211,14 @@ def _mean_curve(group: Sequence[dict[str, Any]], metric: str) -> tuple[list[int]
   return steps, means
 
 
+def _datasets(variants: Sequence[tuple[tuple, list]]) -> str:
+  return ', '.join(sorted({run['dataset'] for _, group in variants for run in group}))
+
+
 def plot_curves(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]) -> None:
   """Test error (bold) and training error (thin) against steps, as in He 2015's Fig. 6."""
   import matplotlib.pyplot as plt
+  from matplotlib import ticker
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
   for i, (key, group) in enumerate(variants):
@@ -224,7 +229,10 @@ def plot_curves(path: str, variants: Sequence[tuple[tuple, list]], fields: Seque
     ax.plot(steps, test, color=color, linewidth=2, label=_variant_label(key, fields))
   ax.set_xlabel('training step')
   ax.set_ylabel('error (%)')
-  ax.set_title('test error (bold) and training error (thin), mean over seeds')
+  # Log scale: the first steps (near 90% error) and the end (a few %) both stay readable.
+  ax.set_yscale('log')
+  ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%g'))
+  ax.set_title(f'{_datasets(variants)}: test error (bold), training error (thin); mean over seeds')
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
   fig.tight_layout()
@@ -254,7 +262,7 @@ def plot_depth(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequen
   ax.minorticks_off()
   ax.set_xlabel('depth (layers)')
   ax.set_ylabel('test error (%)')
-  ax.set_title('final test error, mean ± std over seeds')
+  ax.set_title(f'{_datasets(variants)}: final test error, mean ± std over seeds')
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
   fig.tight_layout()

@@ -1,14 +1,16 @@
 r"""Runs every point of an ablation sweep as an ordinary training run.
 
-A sweep file in `experiments/` names a base config and the overrides of each point:
+A sweep file in `experiments/` names a base config, overrides shared by every point, and the
+overrides of each point, built from axes as in ml-collections / big_vision sweeps:
 
   from resnet_jax.sweep import axis, product
 
   def get_sweep():
-    return 'configs/cifar10_resnet20.py', product(
-        axis('model', ['cifar_resnet56', 'cifar_iresnet56']),
-        axis('seed', [0, 1, 2]),
-    )
+    return {
+      'config': 'configs/quickstart.py',
+      'fixed': {'num_train_steps': 200},
+      'points': product(axis('model', ['cifar_resnet20', 'cifar_iresnet20']), axis('seed', [0, 1])),
+    }
 
 Each point runs `python -m resnet_jax.main --config=BASE --workdir=DIR/NAME --config.F=V ...`
 in its own sub-workdir, NAME spelling out its overrides (`model=cifar_iresnet56-seed=0`).
@@ -36,6 +38,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
@@ -175,7 +178,7 @@ def resolve_config(config_path: str, args: Sequence[str]) -> ml_collections.Conf
 
 def _check_model(config: ml_collections.ConfigDict, where: str) -> None:
   """Builds the point's model as main will (name, depth and model_kwargs), without running it."""
-  from resnet_jax import train  # Imported here: writing sweep files needs none of JAX.
+  from resnet_jax import train  # Imported here: it pulls in TensorFlow, sweep files need none.
 
   try:
     train.create_model(config)
@@ -307,7 +310,10 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
       returncode = _run_logged(point, env)
       took = f'{time.time() - start:.0f} s'
       if returncode == 0 and point.finished:
-        print(f'[{index + 1}/{len(todo)}] {point.name}: done in {took}, {_result_text(point)}')
+        print(
+          f'[{index + 1}/{len(todo)}] {point.name}: done in {took}, {_result_text(point)}',
+          flush=True,
+        )
       else:
         failed.append(point)
         log_path = os.path.join(point.workdir, 'log.txt')
@@ -315,7 +321,7 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
           tail = ''.join(f.readlines()[-15:])
         print(
           f'[{index + 1}/{len(todo)}] {point.name}: FAILED after {took} (exit code '
-          f'{returncode}); last lines of {log_path}:\n{tail}',
+          f'{returncode}, no summary.json); last lines of {log_path}:\n{tail}',
           flush=True,
         )
     finally:
@@ -330,15 +336,8 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
 FLAGS = flags.FLAGS
 
 
-def main(argv: Sequence[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if FLAGS.parallel < 1:
-    raise app.UsageError('--parallel must be at least 1.')
-  try:
-    points = expand(FLAGS.sweep, FLAGS.workdir)
-  except (SweepError, FileNotFoundError) as e:
-    sys.exit(f'Error: {e}')
+def run_sweep() -> None:
+  points = expand(FLAGS.sweep, FLAGS.workdir)
   if FLAGS.dry_run:
     for point in points:
       print(shlex.join(point.command()))
@@ -347,7 +346,7 @@ def main(argv: Sequence[str]) -> None:
     return
   if FLAGS.point is not None:
     if not 0 <= FLAGS.point < len(points):
-      raise app.UsageError(f'--point={FLAGS.point}, but the sweep has points 0..{len(points) - 1}.')
+      raise SweepError(f'--point={FLAGS.point}, but the sweep has points 0..{len(points) - 1}.')
     point = points[FLAGS.point]
     if point.finished:
       check_finished_config(point)
@@ -365,6 +364,20 @@ def main(argv: Sequence[str]) -> None:
     f'All {len(points)} points finished. Next: python -m resnet_jax.report '
     f'--workdir={FLAGS.workdir}'
   )
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if FLAGS.parallel < 1:
+    raise app.UsageError('--parallel must be at least 1.')
+  # This process only checks and launches points; building models for the checks must not
+  # claim the GPUs or TPU chips that the points train on.
+  jax.config.update('jax_platforms', 'cpu')
+  try:
+    run_sweep()
+  except (SweepError, FileNotFoundError) as e:
+    sys.exit(f'Error: {e}')
 
 
 def define_flags() -> None:

@@ -290,7 +290,7 @@ def test_unroll_and_remat_give_identical_results():
   x = images()
   variables = jitted('iresnet').init(x)
   (_, (logits, state)), grads = jitted('iresnet').loss_and_grads(variables, x)
-  for options in (dict(unroll=True), dict(unroll=2, remat=True)):
+  for options in (dict(unroll=1), dict(unroll=True), dict(unroll=2, remat=True)):
     (_, (logits2, state2)), grads2 = jitted('iresnet', **options).loss_and_grads(variables, x)
     np.testing.assert_allclose(logits2, logits, rtol=1e-5, atol=1e-6)
     for a, b in zip(

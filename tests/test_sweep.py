@@ -137,6 +137,8 @@ def test_dry_run_prints_main_commands(monkeypatch, tmp_path):
     # The printed arguments give main exactly the point's config.
     assert sweep.resolve_config(point.config_path, command[3:]) == point.config
   assert not os.listdir(tmp_path)  # A dry run creates nothing.
+  # Checking the models touched no accelerator backend, which the points need for themselves.
+  assert "backend 'tpu'" not in result.stderr
 
 
 @pytest.fixture

@@ -1,4 +1,8 @@
-"""Which depths each family has, and how a depth becomes blocks per stage."""
+"""Which depths each family has, and how a depth becomes the stages of a network.
+
+The `*_stages` functions return the stage fields (sizes, output channels, inner widths, groups,
+block kind) shared by the post-activation, pre-activation and ResStage/iResNet networks.
+"""
 
 # Blocks per stage of the ImageNet networks (torchvision; 200-1001 from the official iResNet code).
 IMAGENET_STAGE_SIZES = {
@@ -74,3 +78,51 @@ def resgroup_groups(groups: int, fix: bool) -> tuple[int, int, int, int]:
   if fix:
     return (groups,) * 4
   return (max(1, groups // 8), max(1, groups // 4), max(1, groups // 2), groups)
+
+
+def imagenet_stages(family: str, depth: int, groups: int, width_per_group: int) -> dict:
+  """Four stages of 64 ... 512 planes (x4 at the output of bottlenecks, from depth 50 on);
+  `groups` and `width_per_group` widen the 3x3 of bottlenecks as torchvision's ResNeXt."""
+  bottleneck = depth >= 50
+  if not bottleneck and (groups != 1 or width_per_group != 64):
+    raise ValueError(
+      f'{family}{depth} has basic blocks, which support only groups=1 and width_per_group=64 '
+      '(as torchvision); use a depth of 50 or more for grouped bottlenecks.'
+    )
+  planes = (64, 128, 256, 512)
+  return dict(
+    stage_sizes=imagenet_stage_sizes(family, depth),
+    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
+    stage_widths=tuple(int(p * width_per_group / 64) * groups for p in planes),
+    stage_groups=(groups,) * 4,
+    bottleneck=bottleneck,
+  )
+
+
+def resgroup_stages(family: str, depth: int, groups: int, fix: bool) -> dict:
+  """Duta 2020's wide grouped bottlenecks: 256 ... 2048 channels inside, half at the output."""
+  return dict(
+    stage_sizes=imagenet_stage_sizes(family, depth),
+    stage_features=(128, 256, 512, 1024),
+    stage_widths=(256, 512, 1024, 2048),
+    stage_groups=resgroup_groups(groups, fix),
+    bottleneck=True,
+  )
+
+
+def cifar_stages(
+  family: str, depth: int, block: str | None, base_width: int, min_blocks: int = 1
+) -> dict:
+  """He 2015's CIFAR layout: a 3x3 stem of `base_width` channels, three stages of
+  base_width x (1, 2, 4) channels (x4 at the output of bottlenecks)."""
+  stage_sizes, bottleneck = cifar_stage_sizes(family, depth, block, min_blocks)
+  planes = tuple(base_width * m for m in (1, 2, 4))
+  return dict(
+    stage_sizes=stage_sizes,
+    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
+    stage_widths=planes,
+    stage_groups=(1, 1, 1),
+    bottleneck=bottleneck,
+    cifar=True,
+    stem_features=base_width,
+  )

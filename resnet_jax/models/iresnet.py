@@ -58,7 +58,7 @@ class IResNet(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
-  unroll: int | bool = 1
+  unroll: int | bool | None = None
   remat: bool = False
 
   def __post_init__(self):
@@ -121,20 +121,8 @@ class IResNet(nn.Module):
 def _imagenet(
   family: str, depth: int, improved: bool, groups: int, width_per_group: int, **options
 ) -> IResNet:
-  stage_sizes = depths.imagenet_stage_sizes(family, depth)
-  bottleneck = depth >= 50
-  planes = (64, 128, 256, 512)
-  if not bottleneck and (groups != 1 or width_per_group != 64):
-    raise ValueError(
-      f'{family}{depth} has basic blocks, which support only groups=1 and width_per_group=64; '
-      'use a depth of 50 or more for grouped bottlenecks.'
-    )
   return IResNet(
-    stage_sizes=stage_sizes,
-    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
-    stage_widths=tuple(int(p * width_per_group / 64) * groups for p in planes),
-    stage_groups=(groups,) * 4,
-    bottleneck=bottleneck,
+    **depths.imagenet_stages(family, depth, groups, width_per_group),
     improved=improved,
     **options,
   )
@@ -151,15 +139,7 @@ def iresnet(depth: int, *, groups: int = 1, width_per_group: int = 64, **options
 
 
 def _iresgroup(family: str, depth: int, groups: int, fix: bool, **options) -> IResNet:
-  return IResNet(
-    stage_sizes=depths.imagenet_stage_sizes(family, depth),
-    stage_features=(128, 256, 512, 1024),
-    stage_widths=(256, 512, 1024, 2048),
-    stage_groups=depths.resgroup_groups(groups, fix),
-    bottleneck=True,
-    improved=True,
-    **options,
-  )
+  return IResNet(**depths.resgroup_stages(family, depth, groups, fix), improved=True, **options)
 
 
 def iresgroup(depth: int, *, groups: int = 64, **options) -> IResNet:
@@ -182,17 +162,9 @@ def _cifar(
   num_classes: int,
   **options,
 ) -> IResNet:
-  stage_sizes, bottleneck = depths.cifar_stage_sizes(family, depth, block, min_blocks=2)
-  planes = tuple(base_width * m for m in (1, 2, 4))
   return IResNet(
-    stage_sizes=stage_sizes,
-    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
-    stage_widths=planes,
-    stage_groups=(1, 1, 1),
-    bottleneck=bottleneck,
+    **depths.cifar_stages(family, depth, block, base_width, min_blocks=2),
     improved=improved,
-    cifar=True,
-    stem_features=base_width,
     num_classes=num_classes,
     **options,
   )

@@ -45,7 +45,7 @@ class PreActResNet(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
-  unroll: int | bool = 1
+  unroll: int | bool | None = None
   remat: bool = False
 
   def __post_init__(self):
@@ -99,21 +99,8 @@ def preact_resnet(
   depth: int, *, groups: int = 1, width_per_group: int = 64, **options
 ) -> PreActResNet:
   """ImageNet pre-activation ResNet (He 2016's ResNet-200), bottleneck stride on the 3x3."""
-  stage_sizes = depths.imagenet_stage_sizes('preact_resnet', depth)
-  bottleneck = depth >= 50
-  planes = (64, 128, 256, 512)
-  if not bottleneck and (groups != 1 or width_per_group != 64):
-    raise ValueError(
-      f'preact_resnet{depth} has basic blocks, which support only groups=1 and '
-      'width_per_group=64; use a depth of 50 or more for grouped bottlenecks.'
-    )
   return PreActResNet(
-    stage_sizes=stage_sizes,
-    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
-    stage_widths=tuple(int(p * width_per_group / 64) * groups for p in planes),
-    stage_groups=(groups,) * 4,
-    bottleneck=bottleneck,
-    **options,
+    **depths.imagenet_stages('preact_resnet', depth, groups, width_per_group), **options
   )
 
 
@@ -129,16 +116,8 @@ def cifar_preact_resnet(
   """He 2016's CIFAR networks: ResNet-110 (basic blocks), -164 and -1001 (bottlenecks with
   16, 32, 64 inner and 64, 128, 256 output channels). As in resnet-1k-layers, a bottleneck
   strides on its first 1x1 (`stride_in_1x1=False` moves the stride to the 3x3)."""
-  stage_sizes, bottleneck = depths.cifar_stage_sizes('cifar_preact_resnet', depth, block)
-  planes = tuple(base_width * m for m in (1, 2, 4))
   return PreActResNet(
-    stage_sizes=stage_sizes,
-    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
-    stage_widths=planes,
-    stage_groups=(1, 1, 1),
-    bottleneck=bottleneck,
-    cifar=True,
-    stem_features=base_width,
+    **depths.cifar_stages('cifar_preact_resnet', depth, block, base_width),
     stride_in_1x1=stride_in_1x1,
     num_classes=num_classes,
     **options,

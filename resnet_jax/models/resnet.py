@@ -46,7 +46,7 @@ class ResNet(nn.Module):
   num_classes: int = 1000
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
-  unroll: int | bool = 1
+  unroll: int | bool | None = None
   remat: bool = False
 
   def __post_init__(self):
@@ -99,22 +99,7 @@ def resnet(depth: int, *, groups: int = 1, width_per_group: int = 64, **options)
   """torchvision's ResNet ("v1.5": a bottleneck strides on its 3x3; `stride_in_1x1=True` gives
   the 2015 paper's "v1"). `groups` and `width_per_group` make it a ResNeXt as in torchvision
   (resnext50_32x4d: groups=32, width_per_group=4)."""
-  stage_sizes = depths.imagenet_stage_sizes('resnet', depth)
-  bottleneck = depth >= 50
-  planes = (64, 128, 256, 512)
-  if not bottleneck and (groups != 1 or width_per_group != 64):
-    raise ValueError(
-      f'resnet{depth} has basic blocks, which support only groups=1 and width_per_group=64 '
-      '(as torchvision); use a depth of 50 or more for grouped bottlenecks.'
-    )
-  return ResNet(
-    stage_sizes=stage_sizes,
-    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
-    stage_widths=tuple(int(p * width_per_group / 64) * groups for p in planes),
-    stage_groups=(groups,) * 4,
-    bottleneck=bottleneck,
-    **options,
-  )
+  return ResNet(**depths.imagenet_stages('resnet', depth, groups, width_per_group), **options)
 
 
 def cifar_resnet(
@@ -130,16 +115,8 @@ def cifar_resnet(
   with base_width x (1, 2, 4) channels (x4 at the output of bottlenecks). Shortcut option A
   (zero-padding) as in the paper's CIFAR experiments; B and C project. Depth 6n+2 for basic
   blocks, 9n+2 for bottlenecks (see `depths.cifar_stage_sizes`)."""
-  stage_sizes, bottleneck = depths.cifar_stage_sizes('cifar_resnet', depth, block)
-  planes = tuple(base_width * m for m in (1, 2, 4))
   return ResNet(
-    stage_sizes=stage_sizes,
-    stage_features=tuple(p * 4 if bottleneck else p for p in planes),
-    stage_widths=planes,
-    stage_groups=(1, 1, 1),
-    bottleneck=bottleneck,
-    cifar=True,
-    stem_features=base_width,
+    **depths.cifar_stages('cifar_resnet', depth, block, base_width),
     shortcut=shortcut,
     num_classes=num_classes,
     **options,
@@ -147,14 +124,7 @@ def cifar_resnet(
 
 
 def _resgroup(family: str, depth: int, groups: int, fix: bool, **options) -> ResNet:
-  return ResNet(
-    stage_sizes=depths.imagenet_stage_sizes(family, depth),
-    stage_features=(128, 256, 512, 1024),
-    stage_widths=(256, 512, 1024, 2048),
-    stage_groups=depths.resgroup_groups(groups, fix),
-    bottleneck=True,
-    **options,
-  )
+  return ResNet(**depths.resgroup_stages(family, depth, groups, fix), **options)
 
 
 def resgroup(depth: int, *, groups: int = 64, **options) -> ResNet:

@@ -5,7 +5,8 @@ every copy separately makes compile time grow faster than linearly with depth; `
 instead runs the copies as one `nn.scan`, whose body is traced and compiled once. Each copy keeps
 its own parameters and BatchNorm statistics, stacked along a new leading axis (block index), so
 the parameter tree is the same whatever `unroll` is: `unroll=1` loops, `unroll=True` unrolls
-fully (a plain Python loop's program), values in between unroll that many blocks per iteration.
+fully (a plain Python loop's program), values in between unroll that many blocks per iteration,
+and `None` (the default) unrolls runs of up to MAX_UNROLLED_BLOCKS and loops over longer ones.
 """
 
 from collections.abc import Sequence
@@ -15,9 +16,20 @@ import jax
 
 from resnet_jax.models.layers import ModuleDef
 
+# With `unroll=None`, runs up to this long are unrolled fully (every ImageNet ResNet up to 200
+# layers, CIFAR ones up to 164): the plain program of a Python loop, the well-trodden path on
+# every backend. Scanned steps were measured on XLA:CPU only, where with `conv_ops` they are as
+# fast as unrolled ones (benchmarks/NOTES.md). Longer runs loop, so that compile time stays flat
+# for networks of 1000+ layers.
+MAX_UNROLLED_BLOCKS = 36
+
 
 def stack_blocks(
-  block: nn.Module, x: jax.Array, length: int, unroll: int | bool = 1, remat: bool = False
+  block: nn.Module,
+  x: jax.Array,
+  length: int,
+  unroll: int | bool | None = None,
+  remat: bool = False,
 ) -> jax.Array:
   """Applies `length` copies of `block` (same structure, own parameters) one after another.
 
@@ -25,6 +37,9 @@ def stack_blocks(
   variables get a leading axis of size `length`. `remat` recomputes each block's activations in
   the backward pass instead of storing them (`nn.remat`), trading compute for memory.
   """
+
+  if unroll is None:
+    unroll = True if length <= MAX_UNROLLED_BLOCKS else 1
 
   def body(module: nn.Module, carry: jax.Array, _) -> tuple[jax.Array, None]:
     return module(carry), None
@@ -51,7 +66,7 @@ class Stage(nn.Module):
   """
 
   runs: Sequence[tuple[str, ModuleDef, int | None]]
-  unroll: int | bool = 1
+  unroll: int | bool | None = None
   remat: bool = False
 
   @nn.compact

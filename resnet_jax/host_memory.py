@@ -1,4 +1,4 @@
-"""Host memory setting for benchmarks on CPU: transparent huge pages for XLA's buffers."""
+"""Host memory setting for XLA:CPU: transparent huge pages for its per-step buffers."""
 
 import os
 import sys
