@@ -85,6 +85,29 @@ def max_pool(x: jax.Array, strides: int = 2) -> jax.Array:
   return conv_ops.max_pool(x, 3, strides, 1)
 
 
+# He 2015's shortcut options for plain residual networks.
+SHORTCUT_OPTIONS = ('A', 'B', 'C')
+
+
+def check_shortcut_option(option: str) -> None:
+  if option not in SHORTCUT_OPTIONS:
+    raise ValueError(
+      f'shortcut={option!r} is not one of {SHORTCUT_OPTIONS}: A zero-pads where the shape '
+      'changes (parameter-free), B projects there (1x1 conv), C projects in every block.'
+    )
+
+
+def shortcut_option_kind(
+  option: str, in_features: int, features: int, strides: int, projection: str
+) -> str:
+  """The `shortcut` kind of He 2015's option A, B or C for one block: where the shape changes,
+  A pads with zeros and B projects (with `projection`); C projects in every block."""
+  changes = in_features != features or strides != 1
+  if option == 'C' or (option == 'B' and changes):
+    return projection
+  return 'zero_pad' if changes else 'identity'
+
+
 def shortcut(
   x: jax.Array, kind: str, features: int, strides: int, conv: ModuleDef, norm: ModuleDef
 ) -> jax.Array:

@@ -10,18 +10,19 @@ import jax.numpy as jnp
 
 from resnet_jax.models import depths
 from resnet_jax.models.blocks import PreActBlock
-from resnet_jax.models.layers import Conv, DType, batch_norm, classifier, max_pool
+from resnet_jax.models.layers import (
+  Conv,
+  DType,
+  batch_norm,
+  check_shortcut_option,
+  classifier,
+  max_pool,
+  shortcut_option_kind,
+)
 from resnet_jax.models.stacking import Stage
 
-SHORTCUTS = ('A', 'B', 'C')
-
-
-def shortcut_kind(option: str, in_features: int, features: int, strides: int) -> str:
-  """He 2015's options A, B, C with the pre-activation projection: a 1x1 conv without BN."""
-  changes = in_features != features or strides != 1
-  if option == 'C' or (option == 'B' and changes):
-    return 'conv'
-  return 'zero_pad' if changes else 'identity'
+# Pre-activation projections are a 1x1 convolution without BN: the sum stays unnormalised.
+SHORTCUT_PROJECTION = 'conv'
 
 
 class PreActResNet(nn.Module):
@@ -49,11 +50,7 @@ class PreActResNet(nn.Module):
   remat: bool = False
 
   def __post_init__(self):
-    if self.shortcut not in SHORTCUTS:
-      raise ValueError(
-        f'shortcut={self.shortcut!r} is not one of {SHORTCUTS}: A zero-pads where the shape '
-        'changes (parameter-free), B projects there (1x1 conv), C projects in every block.'
-      )
+    check_shortcut_option(self.shortcut)
     super().__post_init__()
 
   @nn.compact
@@ -85,10 +82,15 @@ class PreActResNet(nn.Module):
       first = functools.partial(
         block,
         strides=strides,
-        shortcut=shortcut_kind(self.shortcut, x.shape[-1], features, strides),
+        shortcut=shortcut_option_kind(
+          self.shortcut, x.shape[-1], features, strides, SHORTCUT_PROJECTION
+        ),
         preact='none' if i == 0 and not self.cifar else 'shared',
       )
-      rest = functools.partial(block, shortcut=shortcut_kind(self.shortcut, features, features, 1))
+      rest = functools.partial(
+        block,
+        shortcut=shortcut_option_kind(self.shortcut, features, features, 1, SHORTCUT_PROJECTION),
+      )
       runs = (('first', first, None), ('rest', rest, size - 1))
       x = Stage(runs, self.unroll, self.remat, name=f'stage{i + 1}')(x)
     x = act(norm(name='final_bn')(x))
