@@ -409,7 +409,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
         with report_progress.timed('eval'):
           eval_metrics = run_eval(step)
-        window_start = time.time()
+        window_start, window_steps = time.time(), 0  # Evaluation time is not training time.
       manager.save(step, args=ocp.args.StandardSave(state), force=is_last or preempted)
       if preempted:
         manager.wait_until_finished()
