@@ -395,10 +395,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       report_progress(step)
       is_last = step == total_steps
       preempted = preemption.reached(manager, step)
-      if step % config.log_every_steps == 0 or is_last or manager.should_save(step) or preempted:
-        _check_finite(pending, step, manager, workdir)
-      if step % config.log_every_steps == 0 or is_last:
+      log = step % config.log_every_steps == 0 or is_last
+      if log or manager.should_save(step) or preempted:
         fetched = jax.device_get(pending)
+        _check_finite(fetched, step, manager, workdir)
+      if log:
         elapsed = time.time() - window_start
         scalars = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in ('loss', 'top1')}
         scalars['learning_rate'] = float(learning_rate_fn(step - 1))
@@ -434,8 +435,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return summary
 
 
-def _check_finite(pending: list, step: int, manager: ocp.CheckpointManager, workdir: str) -> None:
-  if not any(bool(m['nonfinite']) for m in jax.device_get(pending)):
+def _check_finite(fetched: list, step: int, manager: ocp.CheckpointManager, workdir: str) -> None:
+  if not any(bool(m['nonfinite']) for m in fetched):
     return
   manager.wait_until_finished()
   last = manager.latest_step()
