@@ -233,6 +233,13 @@ def plot_curves(path: str, variants: Sequence[tuple[tuple, list]], fields: Seque
   ax.set_yscale('log')
   ax.yaxis.set_major_formatter(ticker.FormatStrFormatter('%g'))
   ax.set_title(f'{_datasets(variants)}: test error (bold), training error (thin); mean over seeds')
+  _save(fig, ax, path)
+
+
+def _save(fig, ax, path: str) -> None:
+  """Grid, legend and the PNG: the finish that every plot shares."""
+  import matplotlib.pyplot as plt
+
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
   fig.tight_layout()
@@ -263,11 +270,7 @@ def plot_depth(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequen
   ax.set_xlabel('depth (layers)')
   ax.set_ylabel('test error (%)')
   ax.set_title(f'{_datasets(variants)}: final test error, mean ± std over seeds')
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize='small')
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _save(fig, ax, path)
 
 
 def write_report(workdir: str, plots: bool = True) -> list[str]:
