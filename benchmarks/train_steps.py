@@ -36,6 +36,7 @@ class JaxModel:
     self.rng = jax.random.key(1)
     step = train.jit_train_step(config, mesh)
     self.eval_jit = train.jit_eval_step(mesh)
+    self.eval_metrics = jax.device_put(train.EvalMetrics.empty(), replicated)
     start = time.perf_counter()
     self.train_compiled = step.lower(self.state, self.batch, self.rng).compile()
     self.compile_s = time.perf_counter() - start
@@ -45,7 +46,7 @@ class JaxModel:
     jax.block_until_ready(metrics)
 
   def eval_step(self) -> None:
-    jax.block_until_ready(self.eval_jit(self.state, self.batch))
+    jax.block_until_ready(self.eval_jit(self.state, self.eval_metrics, self.batch))
 
   def memory(self) -> tuple[float, str]:
     """Peak device memory if the device reports it, else XLA's buffer plan of the train step."""

@@ -9,13 +9,15 @@ import numpy as np
 NUM_TRAIN_EXAMPLES = 1_281_167
 # Evaluation on fake data covers this many batches per pass.
 NUM_EVAL_STEPS = 2
+# Fake batches are RGB.
+CHANNELS = 3
 
 
 def _batch(config: ml_collections.ConfigDict, batch_size: int, seed: int) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
   size = config.image_size
   return {
-    'image': rng.standard_normal((batch_size, size, size, 3), dtype=np.float32),
+    'image': rng.standard_normal((batch_size, size, size, CHANNELS), dtype=np.float32),
     'label': rng.integers(0, config.num_classes, (batch_size,), dtype=np.int32),
   }
 

@@ -247,5 +247,9 @@ def eval_batches(
   return ds.as_numpy_iterator, num_steps
 
 
+def num_channels(config: ml_collections.ConfigDict) -> int:
+  return len(DATASETS[config.dataset].mean)
+
+
 def num_train_examples(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:
   return builder.info.splits[config.train_split].num_examples

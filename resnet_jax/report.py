@@ -105,12 +105,11 @@ def model_family(model: str) -> str:
 
 def count_macs(run: dict[str, Any]) -> int:
   """Multiply-accumulates of one forward pass of one image, by `resnet_jax.summary`."""
-  from resnet_jax import input_pipeline, summary, train  # Imported here: JAX, TensorFlow.
+  from resnet_jax import summary, train  # Imported here: JAX.
 
-  config = ml_collections.ConfigDict(run['config'])
-  spec = input_pipeline.DATASETS.get(run['dataset'])
-  channels = len(spec.mean) if spec else 3  # 'fake' batches are RGB.
-  return summary.count_macs(train.create_model(config), config.image_size, channels)
+  size, _, channels = run['input_shape']
+  model = train.create_model(ml_collections.ConfigDict(run['config']))
+  return summary.count_macs(model, size, channels)
 
 
 def group_variants(

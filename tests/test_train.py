@@ -13,7 +13,7 @@ import pytest
 
 from configs import default, resnet50
 from conftest import REPO
-from resnet_jax import train
+from resnet_jax import data, train
 
 
 def test_step_schedule_boundaries_are_absolute_with_warmup():
@@ -155,8 +155,8 @@ def test_eval_counts_every_example_once(digits_config):
   state = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), sharding)
   metrics = train.evaluate(
     state,
-    jax.jit(train.eval_step),
-    (start_pass, num_steps),
+    train.jit_eval_step(mesh),
+    data.EvalData(start_pass, num_steps),
     jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec('data')),
   )
   assert metrics['count'] == 360

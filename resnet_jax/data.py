@@ -1,0 +1,72 @@
+"""The configured dataset as the training loop sees it: train batches from any step, eval passes.
+
+TensorFlow is imported only when a TFDS dataset is read, so fake-data runs never need it.
+"""
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+
+from resnet_jax import fake_data
+
+Batch = dict[str, np.ndarray]
+
+
+class EvalData(NamedTuple):
+  """One evaluation split as this process reads it.
+
+  Every process runs `num_steps` batches per pass; examples past the end of its slice are
+  padding with mask 0, so mask-weighted metrics count every example of the split once.
+  """
+
+  start_pass: Callable[[], Iterator[Batch]]
+  num_steps: int
+
+
+class Data:
+  """The configured dataset: train batches from any step, eval passes, shapes, epoch length."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.host_batch = config.batch_size // jax.process_count()
+    self.host_eval_batch = config.eval_batch_size // jax.process_count()
+    if config.dataset == 'fake':
+      self.pipeline = self.builder = None
+      self.num_train_examples = fake_data.NUM_TRAIN_EXAMPLES
+      channels = fake_data.CHANNELS
+    else:
+      from resnet_jax import input_pipeline  # Imported here: it imports TensorFlow.
+
+      self.pipeline = input_pipeline
+      self.builder = input_pipeline.get_builder(config)
+      self.num_train_examples = input_pipeline.num_train_examples(self.builder, config)
+      channels = input_pipeline.num_channels(config)
+    # Height, width, channels of one training image.
+    self.image_shape = (config.image_size, config.image_size, channels)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return max(self.num_train_examples // self.config.batch_size, 1)
+
+  def train(self, start_step: int) -> Iterator[Batch]:
+    if self.pipeline is None:
+      return fake_data.train_batches(self.config, self.host_batch, start_step)
+    return self.pipeline.train_batches(self.builder, self.config, self.host_batch, start_step)
+
+  def eval(self) -> EvalData:
+    if self.pipeline is None:
+      return EvalData(*fake_data.eval_batches(self.config, self.host_eval_batch))
+    return EvalData(*self.pipeline.eval_batches(self.builder, self.config, self.host_eval_batch))
+
+
+def prefetch(iterator: Iterator, size: int) -> Iterator:
+  """Keeps `size` batches on their way to the devices while the current step runs."""
+  queue = list(itertools.islice(iterator, size))
+  for item in iterator:
+    queue.append(item)
+    yield queue.pop(0)
+  yield from queue
