@@ -10,10 +10,14 @@ from typing import NamedTuple
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding
 
 from resnet_jax import fake_data
 
 Batch = dict[str, np.ndarray]
+
+# See `resnet_jax.evaluation` and configs/default.py.
+EVAL_PROTOCOLS = ('center', '10crop', 'multiscale')
 
 
 class EvalData(NamedTuple):
@@ -27,6 +31,50 @@ class EvalData(NamedTuple):
   num_steps: int
 
 
+class EvalImage(NamedTuple):
+  """An image made of each evaluation example: the shorter side resized, the centre cropped."""
+
+  resize: int  # Shorter side after an antialiased bilinear resize, pixels.
+  crop: int  # Side of the central square kept, pixels.
+
+
+def eval_image_size(config: ml_collections.ConfigDict) -> int:
+  """Side of the images the network classifies in 'center' and '10crop' evaluation."""
+  return config.eval_image_size or config.image_size
+
+
+def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
+  """The images the input pipeline makes of each evaluation example, by `config.eval_protocol`.
+
+  'center': the centre crop. '10crop': the whole central square of the same resized image,
+  from which the eval step takes its ten crops. 'multiscale': the central square of the image
+  resized to each of `config.eval_sizes`, so that batches have one shape per size.
+  """
+  protocol = config.eval_protocol
+  if protocol not in EVAL_PROTOCOLS:
+    raise ValueError(
+      f'Unknown config.eval_protocol={protocol!r}; valid protocols: {", ".join(EVAL_PROTOCOLS)}.'
+    )
+  if not 0 < config.eval_crop_fraction <= 1:
+    raise ValueError(
+      f'config.eval_crop_fraction={config.eval_crop_fraction} must be in (0, 1]: the share of '
+      "the resized image's shorter side that the centre crop keeps (0.875: 224 of 256)."
+    )
+  size = eval_image_size(config)
+  resize = round(size / config.eval_crop_fraction)
+  if protocol == 'center':
+    return (EvalImage(resize, size),)
+  if protocol == '10crop':
+    return (EvalImage(resize, resize),)
+  if not config.eval_sizes or min(config.eval_sizes) <= 0:
+    raise ValueError(
+      f"config.eval_protocol='multiscale' needs positive image sides in config.eval_sizes, got "
+      f'{tuple(config.eval_sizes)}; He 2015 (Table 4) uses '
+      "--config.eval_sizes='(224, 256, 384, 480, 640)'."
+    )
+  return tuple(EvalImage(s, s) for s in config.eval_sizes)
+
+
 class Data:
   """The configured dataset: train batches from any step, eval passes, shapes, epoch length."""
 
@@ -34,6 +82,7 @@ class Data:
     self.config = config
     self.host_batch = config.batch_size // jax.process_count()
     self.host_eval_batch = config.eval_batch_size // jax.process_count()
+    self.eval_images = eval_images(config)  # Checked before TensorFlow is imported.
     if config.dataset == 'fake':
       self.pipeline = self.builder = None
       self.num_train_examples = fake_data.NUM_TRAIN_EXAMPLES
@@ -59,8 +108,17 @@ class Data:
 
   def eval(self) -> EvalData:
     if self.pipeline is None:
-      return EvalData(*fake_data.eval_batches(self.config, self.host_eval_batch))
-    return EvalData(*self.pipeline.eval_batches(self.builder, self.config, self.host_eval_batch))
+      batches = fake_data.eval_batches(self.config, self.host_eval_batch, self.eval_images)
+    else:
+      batches = self.pipeline.eval_batches(
+        self.builder, self.config, self.host_eval_batch, self.eval_images
+      )
+    return EvalData(*batches)
+
+
+def to_global(batch: Batch, sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Assembles each process's slice into one global array sharded over the mesh."""
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 def prefetch(iterator: Iterator, size: int) -> Iterator:

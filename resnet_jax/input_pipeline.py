@@ -12,7 +12,7 @@ This is the only module that imports TensorFlow.
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import ml_collections
@@ -21,6 +21,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from resnet_jax import digits_dataset  # noqa: F401  (registers the 'digits' TFDS builder)
+from resnet_jax.data import EvalImage
 
 # TensorFlow must never take the accelerator memory that JAX needs.
 tf.config.set_visible_devices([], 'GPU')
@@ -32,8 +33,9 @@ class DatasetSpec:
 
   mean: tuple[float, ...]
   std: tuple[float, ...]
-  # 'pad_crop': pad `pad` pixels, random crop back (CIFAR). 'inception_crop': random-resized
-  # crop of 8-100% area and 3/4-4/3 aspect for training, resize + center crop for eval.
+  # Training augmentation. 'pad_crop': pad `pad` pixels, random crop back (CIFAR).
+  # 'inception_crop': random-resized crop of 8-100% area and 3/4-4/3 aspect, from JPEGs that
+  # stay encoded until then. Evaluation resizes and crops as `data.eval_images` says.
   augmentation: str
   pad: int = 0
   flip: bool = True
@@ -62,9 +64,6 @@ DATASETS = {
     _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop'
   ),
 }
-
-# ImageNet evaluation resizes the shorter side to 256 for a 224 crop; other sizes keep the ratio.
-_EVAL_RESIZE_RATIO = 256 / 224
 
 
 class DatasetNotPreparedError(ValueError):
@@ -123,15 +122,20 @@ def _inception_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Te
   return tf.image.resize(image, [size, size], method='bilinear', antialias=True)
 
 
-def _resize_center_crop(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
-  image = tf.io.decode_jpeg(image_bytes, channels=3)
-  shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  scale = round(size * _EVAL_RESIZE_RATIO) / tf.reduce_min(shape)
-  new_shape = tf.cast(tf.round(shape * scale), tf.int32)
-  image = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
-  top = (new_shape[0] - size) // 2
-  left = (new_shape[1] - size) // 2
-  return image[top : top + size, left : left + size]
+def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
+  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
+
+  An image that already has the resized size (CIFAR at its own size) is left untouched.
+  """
+  if image.shape[:2] == (eval_image.resize, eval_image.resize):
+    resized = image
+  else:
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_shape = tf.cast(tf.round(shape * eval_image.resize / tf.reduce_min(shape)), tf.int32)
+    resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
+  top = (tf.shape(resized)[0] - eval_image.crop) // 2
+  left = (tf.shape(resized)[1] - eval_image.crop) // 2
+  return resized[top : top + eval_image.crop, left : left + eval_image.crop]
 
 
 def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
@@ -150,15 +154,19 @@ def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
   return preprocess
 
 
-def _eval_preprocess(spec: DatasetSpec, size: int) -> Callable:
+def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Callable:
   def preprocess(example):
-    if spec.augmentation == 'inception_crop':
-      image = _resize_center_crop(example['image'], size)
-    else:
-      image = example['image']
-    image = tf.ensure_shape(image, [size, size, len(spec.mean)])
+    image = example['image']
+    if spec.augmentation == 'inception_crop':  # Read undecoded, as for training.
+      image = tf.io.decode_jpeg(image, channels=3)
+    views = tuple(
+      tf.ensure_shape(
+        _normalize(_resize_center_crop(image, view), spec), [view.crop, view.crop, len(spec.mean)]
+      )
+      for view in eval_images
+    )
     return {
-      'image': _normalize(image, spec),
+      'image': views[0] if len(views) == 1 else views,
       'label': tf.cast(example['label'], tf.int32),
       'mask': tf.constant(1.0),
     }
@@ -223,19 +231,24 @@ def train_batches(
 
 
 def eval_batches(
-  builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict, host_batch_size: int
+  builder: tfds.core.DatasetBuilder,
+  config: ml_collections.ConfigDict,
+  host_batch_size: int,
+  eval_images: Sequence[EvalImage],
 ) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
   """Returns (a function that starts a pass over this process's eval slice, steps per pass).
 
-  All processes run the same number of steps; examples past the end are zero images with
-  mask 0, so metrics weighted by the mask count every example exactly once.
+  Each example becomes the `eval_images` of `data.eval_images(config)`: batch['image'] is one
+  array, or a tuple of arrays (one per size) for multi-scale evaluation. All processes run the
+  same number of steps; examples past the end are zero images with mask 0, so metrics weighted
+  by the mask count every example exactly once.
   """
   spec = DATASETS[config.dataset]
   total = builder.info.splits[config.eval_split].num_examples
   split = tfds.split_for_jax_process(config.eval_split, drop_remainder=False)
   num_steps = math.ceil(math.ceil(total / jax.process_count()) / host_batch_size)
   ds = _read(builder, split, spec).map(
-    _eval_preprocess(spec, config.image_size), num_parallel_calls=tf.data.AUTOTUNE
+    _eval_preprocess(spec, eval_images), num_parallel_calls=tf.data.AUTOTUNE
   )
   if config.cache:
     ds = ds.cache()

@@ -7,7 +7,6 @@ with an axis name would. Runs are resumable: data order and randomness are funct
 """
 
 import functools
-import itertools
 import json
 import os
 import re
@@ -16,7 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -25,13 +23,12 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
-from clu import metrics as clu_metrics
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from resnet_jax import data as data_lib
-from resnet_jax import metric_logging, models
+from resnet_jax import evaluation, metric_logging, models
 
 
 class TrainState(train_state.TrainState):
@@ -159,33 +156,6 @@ def train_step(
   return state, metrics
 
 
-@flax.struct.dataclass
-class EvalMetrics(clu_metrics.Collection):
-  """Means over the examples of an evaluation pass; padding (mask 0) never counts."""
-
-  loss: clu_metrics.Average.from_output('loss')
-  top1: clu_metrics.Accuracy
-  top5: clu_metrics.Average.from_output('top5')
-
-
-def eval_step(state: TrainState, metrics: EvalMetrics, batch: dict[str, jax.Array]) -> EvalMetrics:
-  """Adds one batch to `metrics`; merging inside the step keeps the host out of the pass."""
-  logits = state.apply_fn(
-    {'params': state.params, 'batch_stats': state.batch_stats}, batch['image'], train=False
-  ).astype(jnp.float32)
-  labels = batch['label']
-  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-  return metrics.merge(
-    EvalMetrics.single_from_model_output(
-      logits=logits,
-      labels=labels,
-      loss=cross_entropy(logits, labels, 0.0),
-      top5=jnp.any(top5 == labels[:, None], axis=-1),
-      mask=batch['mask'] > 0,
-    )
-  )
-
-
 def make_mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ('data',))
 
@@ -201,11 +171,6 @@ def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
   )
 
 
-def jit_eval_step(mesh: jax.sharding.Mesh) -> Callable:
-  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  return jax.jit(eval_step, in_shardings=(replicated, replicated, data), out_shardings=replicated)
-
-
 def check_batch_size(batch_size: int, name: str) -> None:
   devices, processes = jax.device_count(), jax.process_count()
   if batch_size % devices:
@@ -218,31 +183,12 @@ def check_batch_size(batch_size: int, name: str) -> None:
     )
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """Assembles each process's slice into one global array sharded over the mesh."""
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
-
-
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return config.num_train_steps
   if config.num_epochs > 0:
     return int(round(config.num_epochs * steps_per_epoch))
   raise ValueError('Set config.num_train_steps or config.num_epochs to a positive value.')
-
-
-def evaluate(
-  state: TrainState,
-  eval_step_fn: Callable,
-  eval_data: data_lib.EvalData,
-  sharding: NamedSharding,
-) -> dict[str, float]:
-  """Loss, top-1 and top-5 over one pass of the eval split, and the number of examples."""
-  metrics = EvalMetrics.empty()
-  for batch in itertools.islice(eval_data.start_pass(), eval_data.num_steps):
-    metrics = eval_step_fn(state, metrics, to_global(batch, sharding))
-  metrics = jax.device_get(metrics)
-  return {k: float(v) for k, v in metrics.compute().items()} | {'count': int(metrics.top1.count)}
 
 
 def restore_pretrained(state: TrainState, directory: str) -> TrainState:
@@ -332,10 +278,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
 
   train_step_fn = jit_train_step(config, mesh)
-  eval_step_fn = jit_eval_step(mesh)
+  eval_step_fn = evaluation.jit_eval_step(config, mesh)
 
   def run_eval(step):
-    metrics = evaluate(state, eval_step_fn, eval_data, data_sharding)
+    metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
 
@@ -348,7 +294,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     pending = []  # Device metrics since the last log, fetched together.
     window_start, window_steps = time.time(), 0
     batches = data_lib.prefetch(
-      (to_global(b, data_sharding) for b in data.train(start_step)), config.prefetch
+      (data_lib.to_global(b, data_sharding) for b in data.train(start_step)), config.prefetch
     )
     for step in range(start_step + 1, total_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):

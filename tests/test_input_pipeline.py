@@ -5,7 +5,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from configs import cifar10_resnet20, resnet50
-from resnet_jax import input_pipeline
+from resnet_jax import data, input_pipeline
 
 
 def _first(iterator):
@@ -28,7 +28,9 @@ def test_digits_batches_have_documented_shapes_and_ranges(digits_config):
 
 def test_augmentation_in_training_only(digits_config):
   builder = input_pipeline.get_builder(digits_config)
-  start_pass, _ = input_pipeline.eval_batches(builder, digits_config, 360)
+  start_pass, _ = input_pipeline.eval_batches(
+    builder, digits_config, 360, data.eval_images(digits_config)
+  )
   first, second = _first(start_pass()), _first(start_pass())
   np.testing.assert_array_equal(first['image'], second['image'])  # eval is deterministic
   # Training: the same pipeline without augmentation would reproduce raw images exactly.
@@ -62,16 +64,11 @@ def test_tfds_mock_data(config_module, tmp_path, monkeypatch):
   config.image_size = 32 if config.dataset == 'cifar10' else 64
   channels = 3
   with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
-    builder = input_pipeline.get_builder(config)
-    # Mocked builders know no split sizes; give them the mocked ones.
-    splits = [config.train_split, config.eval_split]
-    builder.info.set_splits(
-      tfds.core.SplitDict(
-        [tfds.core.SplitInfo(name=s, shard_lengths=[40], num_bytes=0) for s in splits]
-      )
-    )
+    builder = _mock_builder(config, {config.train_split: 40, config.eval_split: 40})
     train = _first(input_pipeline.train_batches(builder, config, 8))
-    start_pass, num_steps = input_pipeline.eval_batches(builder, config, 16)
+    start_pass, num_steps = input_pipeline.eval_batches(
+      builder, config, 16, data.eval_images(config)
+    )
     evals = list(start_pass())
   size = config.image_size
   assert train['image'].shape == (8, size, size, channels) and train['image'].dtype == np.float32
@@ -79,3 +76,58 @@ def test_tfds_mock_data(config_module, tmp_path, monkeypatch):
   assert len(evals) == num_steps == 3
   assert evals[0]['image'].shape == (16, size, size, channels)
   assert sum(b['mask'].sum() for b in evals) == 40
+
+
+def _mock_builder(config, split_sizes):
+  """A mocked TFDS builder whose splits have `split_sizes` (mocked builders know none)."""
+  builder = input_pipeline.get_builder(config)
+  builder.info.set_splits(
+    tfds.core.SplitDict(
+      [tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0) for s, n in split_sizes.items()]
+    )
+  )
+  return builder
+
+
+def test_imagenet_ten_crop_centre_view_is_the_centre_crop(tmp_path, monkeypatch):
+  """The eval step's centre view of a 10-crop source is the pipeline's 'center' image."""
+  from resnet_jax import evaluation
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
+  config = resnet50.get_config()
+  config.data_dir = str(tmp_path)
+  config.image_size = 28  # Resized to 32 (28 / 0.875): 10-crop sources are 32 x 32.
+  images = {}
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    builder = _mock_builder(config, {'train': 8, 'validation': 8})
+    for protocol in ('center', '10crop'):
+      config.eval_protocol = protocol
+      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, data.eval_images(config))
+      images[protocol] = _first(start_pass())['image']
+  assert images['center'].shape == (8, 28, 28, 3) and images['10crop'].shape == (8, 32, 32, 3)
+  centre_view = np.asarray(evaluation.ten_crops(images['10crop'], 28)[4])
+  np.testing.assert_array_equal(centre_view, images['center'])
+
+
+def test_cifar_45k_5k_validation_protocol(tmp_path, monkeypatch):
+  """He 2015's hyper-parameter split: the first 45k training images, validated on the last 5k."""
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
+  config = cifar10_resnet20.get_config()
+  config.data_dir = str(tmp_path)
+  config.train_split, config.eval_split = 'train[:45000]', 'train[45000:]'
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    builder = _mock_builder(config, {'train': 50_000, 'test': 10_000})
+    assert input_pipeline.num_train_examples(builder, config) == 45_000
+    _, eval_steps = input_pipeline.eval_batches(builder, config, 500, data.eval_images(config))
+    # Two processes read halves of each part, as the pipeline splits them.
+    sizes = {
+      split: [
+        builder.info.splits[
+          tfds.split_for_jax_process(split, process_index=i, process_count=2, drop_remainder=drop)
+        ].num_examples
+        for i in range(2)
+      ]
+      for split, drop in (('train[:45000]', True), ('train[45000:]', False))
+    }
+  assert eval_steps == 10  # 5,000 images in batches of 500
+  assert sizes == {'train[:45000]': [22_500, 22_500], 'train[45000:]': [2_500, 2_500]}
