@@ -135,9 +135,12 @@ def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
     new_shape = tf.cast(tf.round(shape * eval_image.resize / tf.reduce_min(shape)), tf.int32)
     resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
-  top = (tf.shape(resized)[0] - eval_image.crop) // 2
-  left = (tf.shape(resized)[1] - eval_image.crop) // 2
-  return resized[top : top + eval_image.crop, left : left + eval_image.crop]
+  crop = eval_image.crop
+  top = (tf.shape(resized)[0] - crop) // 2
+  left = (tf.shape(resized)[1] - crop) // 2
+  return tf.ensure_shape(
+    resized[top : top + crop, left : left + crop], [crop, crop, image.shape[-1]]
+  )
 
 
 def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
@@ -161,14 +164,11 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
     image = example['image']
     if spec.augmentation == 'inception_crop':  # Read undecoded, as for training.
       image = tf.io.decode_jpeg(image, channels=3)
-    views = tuple(
-      tf.ensure_shape(
-        _normalize(_resize_center_crop(image, view), spec), [view.crop, view.crop, len(spec.mean)]
-      )
-      for view in eval_images
+    images = tuple(
+      _normalize(_resize_center_crop(image, eval_image), spec) for eval_image in eval_images
     )
     return {
-      'image': views[0] if len(views) == 1 else views,
+      'image': images[0] if len(images) == 1 else images,
       'label': tf.cast(example['label'], tf.int32),
       'mask': tf.constant(1.0),
     }

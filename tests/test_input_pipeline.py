@@ -37,11 +37,17 @@ def test_augmentation_in_training_only(digits_config):
   )
   first, second = _first(start_pass()), _first(start_pass())
   np.testing.assert_array_equal(first['image'], second['image'])  # eval is deterministic
+  spec = input_pipeline.DATASETS['digits']
+
+  def normalized(split):
+    raw = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    return (raw['image'].astype(np.float32) - spec.mean[0]) / spec.std[0]
+
+  # Evaluation at the images' own size: the test images themselves, in order.
+  np.testing.assert_array_equal(first['image'], normalized('test'))
   # Training: the same pipeline without augmentation would reproduce raw images exactly.
   train = _first(input_pipeline.train_batches(builder, digits_config, 1437))
-  raw = tfds.as_numpy(builder.as_dataset(split='train', batch_size=-1))
-  spec = input_pipeline.DATASETS['digits']
-  raw_images = (raw['image'].astype(np.float32) - spec.mean[0]) / spec.std[0]
+  raw_images = normalized('train')
   raw_set = {img.tobytes() for img in raw_images}
   shifted = sum(img.tobytes() not in raw_set for img in train['image'])
   assert shifted > 0.5 * len(train['image'])  # random crops move most images
