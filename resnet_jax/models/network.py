@@ -30,13 +30,14 @@ from resnet_jax.models.blocks import Conv, DType, ModuleDef, batch_norm, max_poo
 # pre-activation stage is a `first` block and a stacked run `rest`; a ResStage stage a `start`
 # block, a `first_middle` block, a stacked run `middle` and an `end` block.
 STEM_CONV, STEM_BN, FINAL_BN, HEAD = 'stem_conv', 'stem_bn', 'final_bn', 'head'
+STAGE_PREFIX = 'stage'
 FIRST, REST = 'first', 'rest'
 START, FIRST_MIDDLE, MIDDLE, END = 'start', 'first_middle', 'middle', 'end'
 
 
 def stage_name(index: int) -> str:
   """Module name of stage `index` (from 0): 'stage1', 'stage2', ..."""
-  return f'stage{index + 1}'
+  return f'{STAGE_PREFIX}{index + 1}'
 
 
 # With `unroll=None`, runs up to this long are unrolled fully (every ImageNet ResNet up to 200
