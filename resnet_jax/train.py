@@ -9,7 +9,6 @@ with an axis name would. Runs are resumable: data order and randomness are funct
 import functools
 import json
 import os
-import re
 import signal
 import time
 from collections.abc import Callable
@@ -43,12 +42,8 @@ def model_name(config: ml_collections.ConfigDict) -> str:
   """The registry name of the configured model, with `config.depth` applied."""
   if not config.depth:
     return config.model
-  if not re.search(r'\d+$', config.model):
-    raise ValueError(
-      f'config.depth={config.depth} needs a model name ending in a depth (e.g. cifar_resnet20), '
-      f'got {config.model!r}.'
-    )
-  return re.sub(r'\d+$', str(config.depth), config.model)
+  family, _ = models.parse_name(config.model)
+  return f'{family}{config.depth}'
 
 
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:

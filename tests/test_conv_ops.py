@@ -1,4 +1,9 @@
-"""conv_ops.conv2d: forward and gradients equal autodiff of lax.conv_general_dilated."""
+"""conv_ops: forward and gradients equal autodiff of lax.conv_general_dilated and Flax's max_pool.
+
+conv_ops takes its own formulations on XLA:CPU only and hands other backends lax's operations,
+so every test here selects its formulations explicitly: on any backend, they are what is
+compared with lax and Flax.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +32,11 @@ CASES = [
   (1, 1, 0, 32, 64, 64, 4),
   (3, 1, 0, 1, 4, 8, 7),
 ]
+
+
+@pytest.fixture(autouse=True)
+def custom_gradients(monkeypatch):
+  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: True)
 
 
 def _reference(x, k, stride, pad, groups):
@@ -158,7 +168,7 @@ def test_model_gradients_match_autodiff(monkeypatch):
     return jnp.sum(jax.nn.log_softmax(logits)[:, 0])
 
   got = jax.jit(jax.value_and_grad(loss))(variables['params'])
-  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: False)  # the formulation of other backends
+  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: False)  # lax's convolution, Flax's max-pool
   want = jax.jit(jax.value_and_grad(loss))(variables['params'])
   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())

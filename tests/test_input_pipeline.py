@@ -131,3 +131,8 @@ def test_cifar_45k_5k_validation_protocol(tmp_path, monkeypatch):
     }
   assert eval_steps == 10  # 5,000 images in batches of 500
   assert sizes == {'train[:45000]': [22_500, 22_500], 'train[45000:]': [2_500, 2_500]}
+
+
+def test_misspelt_augmentation_is_an_error():
+  with pytest.raises(ValueError, match="augmentation='pad_crp' is not one of 'pad_crop', "):
+    input_pipeline.DatasetSpec((0.0,), (1.0,), 'pad_crp')

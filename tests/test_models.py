@@ -3,6 +3,7 @@ train and differentiate, stacking is exact, and bad names or options fail clearl
 
 import functools
 import math
+import os
 import types
 
 import jax
@@ -397,3 +398,47 @@ def test_model_options_lists_what_create_model_accepts():
     assert option in options
   assert 'official_inplace_relu' in options and 'stage_sizes' not in options
   assert 'zero_init_residual' not in model_options('cifar_preact_resnet164')
+
+
+@pytest.mark.parametrize(
+  'block, field, value',
+  [
+    (blocks.StageBlock, 'position', 'midle'),
+    (blocks.PreActBlock, 'preact', 'shard'),
+    (blocks.PostActBlock, 'shortcut_kind', 'conv_nb'),
+  ],
+)
+def test_misspelt_block_options_are_errors(block, field, value):
+  norm = blocks.batch_norm(train=False, dtype=jnp.float32)
+  with pytest.raises(ValueError, match=f"{field}='{value}' is not one of '"):
+    block(conv=blocks.Conv, norm=norm, act=jax.nn.relu, features=8, **{field: value})
+
+
+def readme_block_example() -> str:
+  """The Python example of the README's section 'How a network is built'."""
+  with open(os.path.join(os.path.dirname(__file__), '..', 'README.md')) as f:
+    readme = f.read()
+  section = readme[readme.index('### How a network is built') :]
+  start = section.index('```python\n') + len('```python\n')
+  return section[start : section.index('\n```', start)]
+
+
+def test_readme_new_block_is_one_class_and_one_plan_line(monkeypatch):
+  monkeypatch.setattr(models, 'FAMILIES', dict(models.FAMILIES))
+  namespace = {}
+  exec(readme_block_example(), namespace)  # noqa: S102 (the README's own example)
+  model = namespace['model']
+  assert [s.num_blocks for s in model.stages] == [3, 3, 3]
+  x = images(batch=2, size=8)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0, impl='rbg'), x, train=False))(x)
+  reference = num_params(shapes('cifar_resnet20')[1])
+  assert num_params(variables) == reference + 9  # one alpha per block
+  alpha = variables['params']['stage2']['rest']['alpha']
+  assert alpha.shape == (2,) and np.all(alpha == 0)
+
+  def loss(params):
+    logits, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+    return jnp.mean(logits**2)
+
+  grads = jax.jit(jax.grad(loss))(variables['params'])
+  assert np.all(grads['stage2']['rest']['alpha'] != 0)

@@ -73,7 +73,6 @@ def test_shipped_sweep_expands(name, monkeypatch, tmp_path):
         node = node[key]
       assert node == value, (point.name, field)
     train.create_model(point.config)  # Raises for a name, depth or option the zoo lacks.
-    assert point.command()[:3] == ['python', '-m', 'resnet_jax.main']
 
 
 def test_unknown_field_is_rejected_by_name(monkeypatch, tmp_path):
@@ -137,8 +136,6 @@ def test_dry_run_prints_main_commands(monkeypatch, tmp_path):
     # The printed arguments give main exactly the point's config.
     assert sweep.resolve_config(point.config_path, command[3:]) == point.config
   assert not os.listdir(tmp_path)  # A dry run creates nothing.
-  # Checking the models touched no accelerator backend, which the points need for themselves.
-  assert "backend 'tpu'" not in result.stderr
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def test_depth_override_changes_model_name():
   config.model, config.depth = 'cifar_resnet20', 110
   assert train.model_name(config) == 'cifar_resnet110'
   config.model = 'resnet'
-  with pytest.raises(ValueError, match='ending in a depth'):
+  with pytest.raises(ValueError, match="Unknown model 'resnet'"):
     train.model_name(config)
 
 

@@ -20,7 +20,13 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from resnet_jax.models.blocks import PostActBlock, PreActBlock, StageBlock, check_choice
+from resnet_jax.models.blocks import (
+  PostActBlock,
+  PreActBlock,
+  ResidualBlock,
+  StageBlock,
+  check_choice,
+)
 from resnet_jax.models.network import (
   END,
   FIRST,
@@ -199,6 +205,7 @@ def _first_rest(
 def resnet(
   dims: Dims,
   *,
+  block_cls: type[ResidualBlock] = PostActBlock,
   shortcut: str = 'B',
   stride_in_1x1: bool = False,
   zero_init_residual: bool = False,
@@ -210,7 +217,7 @@ def resnet(
   its 3x3 (torchvision's "v1.5"). `zero_init_residual` starts every block's last BN at 0.
   """
   block = functools.partial(
-    PostActBlock,
+    block_cls,
     bottleneck=dims.bottleneck,
     stride_in_1x1=stride_in_1x1,
     zero_init_last=zero_init_residual,
@@ -219,15 +226,19 @@ def resnet(
 
 
 def preact_resnet(
-  dims: Dims, *, shortcut: str = 'B', stride_in_1x1: bool = False, **options
+  dims: Dims,
+  *,
+  block_cls: type[ResidualBlock] = PreActBlock,
+  shortcut: str = 'B',
+  stride_in_1x1: bool = False,
+  **options,
 ) -> ResNet:
   """He 2016's pre-activation ResNet, laid out as the authors' code (fb.resnet.torch
   `preresnet.lua`, KaimingHe/resnet-1k-layers): projections are a 1x1 conv without BN (the sum
   stays unnormalised), and a final BN-ReLU precedes the classifier.
 
   The first block of a stage shares its pre-activation between both paths; the first block of
-  the network skips it if the stem just applied BN-ReLU (ImageNet). The CIFAR stem is a
-  convolution alone.
+  the network skips it if the stem just applied BN-ReLU (ImageNet).
   """
   # The CIFAR stem is a convolution alone: the first block's pre-activation normalises it.
   stem = dataclasses.replace(dims.stem, norm=dims.stem.pool)
@@ -235,7 +246,7 @@ def preact_resnet(
   def first(i: int) -> dict:
     return dict(preact='none' if i == 0 and stem.norm else 'shared')
 
-  block = functools.partial(PreActBlock, bottleneck=dims.bottleneck, stride_in_1x1=stride_in_1x1)
+  block = functools.partial(block_cls, bottleneck=dims.bottleneck, stride_in_1x1=stride_in_1x1)
   stages = _first_rest(dims, block, shortcut, 'conv', first)
   return ResNet(stem, stages, final_norm=True, **options)
 
@@ -257,6 +268,7 @@ def improved_shortcut(improved: bool, in_features: int, features: int, strides: 
 def resstage(
   dims: Dims,
   *,
+  block_cls: type[ResidualBlock] = StageBlock,
   improved: bool = False,
   stride_in_1x1: bool = False,
   official_inplace_relu: bool = True,
@@ -281,7 +293,7 @@ def resstage(
   if improved and stem.pool:
     stem, strides = dataclasses.replace(stem, pool=False), (2,) * len(strides)
   block = functools.partial(
-    StageBlock,
+    block_cls,
     bottleneck=dims.bottleneck,
     stride_in_1x1=stride_in_1x1,
     official_inplace_relu=official_inplace_relu,
