@@ -1,6 +1,9 @@
 """Evaluation protocols (centre, 10-crop, multi-scale): views, averaging, masks and counts."""
 
 import logging
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +14,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import quickstart
+from conftest import REPO
 from resnet_jax import data, evaluation, fake_data, models, train
 
 
@@ -187,3 +191,48 @@ def test_invalid_protocol_settings_say_what_is_valid(fields, message):
   config.update(fields)
   with pytest.raises(ValueError, match=message):
     data.eval_images(config)
+
+
+_EIGHT_DEVICES_CHECK = """
+import jax, numpy as np, optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from configs import quickstart
+from resnet_jax import data, evaluation, models, train
+
+assert jax.device_count() == 8
+config = quickstart.get_config()
+config.eval_image_size, config.eval_sizes = 8, (8, 12)
+model = models.create_model('cifar_resnet8', num_classes=10)
+rng = np.random.default_rng(0)
+images = {
+  '10crop': rng.standard_normal((32, 12, 12, 1), np.float32),
+  'multiscale': tuple(rng.standard_normal((32, s, s, 1), np.float32) for s in (8, 12)),
+}
+labels = rng.integers(0, 10, 32).astype(np.int32)
+mask = (np.arange(32) < 27).astype(np.float32)  # Padding at the end, as in a last batch.
+results = {}
+for devices in (jax.devices()[:1], jax.devices()):
+  mesh = Mesh(np.array(devices), ('data',))
+  state = train.create_train_state(
+    model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), NamedSharding(mesh, P()))
+  for protocol, image in images.items():
+    config.eval_protocol = protocol
+    eval_data = data.EvalData(lambda: iter([{'image': image, 'label': labels, 'mask': mask}]), 1)
+    results[protocol, len(devices)] = evaluation.evaluate(
+      state, evaluation.jit_eval_step(config, mesh), eval_data, NamedSharding(mesh, P('data')))
+for protocol in images:
+  one, eight = results[protocol, 1], results[protocol, 8]
+  assert one['count'] == eight['count'] == 27, (protocol, one, eight)
+  for name in ('loss', 'top1', 'top5'):
+    np.testing.assert_allclose(one[name], eight[name], rtol=1e-5, err_msg=protocol)
+print('EQUAL')
+"""
+
+
+@pytest.mark.slow
+def test_ten_crop_and_multiscale_on_eight_devices_equal_one_device():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  result = subprocess.run(
+    [sys.executable, '-c', _EIGHT_DEVICES_CHECK], cwd=REPO, env=env, capture_output=True, text=True
+  )
+  assert result.returncode == 0 and 'EQUAL' in result.stdout, result.stderr[-3000:]

@@ -1,5 +1,9 @@
 """Input pipelines: shapes, dtypes and value ranges; augmentation in training only."""
 
+import collections
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -33,11 +37,17 @@ def test_augmentation_in_training_only(digits_config):
   )
   first, second = _first(start_pass()), _first(start_pass())
   np.testing.assert_array_equal(first['image'], second['image'])  # eval is deterministic
+  spec = input_pipeline.DATASETS['digits']
+
+  def normalized(split):
+    raw = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    return (raw['image'].astype(np.float32) - spec.mean[0]) / spec.std[0]
+
+  # Evaluation at the images' own size: the test images themselves, in order.
+  np.testing.assert_array_equal(first['image'], normalized('test'))
   # Training: the same pipeline without augmentation would reproduce raw images exactly.
   train = _first(input_pipeline.train_batches(builder, digits_config, 1437))
-  raw = tfds.as_numpy(builder.as_dataset(split='train', batch_size=-1))
-  spec = input_pipeline.DATASETS['digits']
-  raw_images = (raw['image'].astype(np.float32) - spec.mean[0]) / spec.std[0]
+  raw_images = normalized('train')
   raw_set = {img.tobytes() for img in raw_images}
   shifted = sum(img.tobytes() not in raw_set for img in train['image'])
   assert shifted > 0.5 * len(train['image'])  # random crops move most images
@@ -131,6 +141,79 @@ def test_cifar_45k_5k_validation_protocol(tmp_path, monkeypatch):
     }
   assert eval_steps == 10  # 5,000 images in batches of 500
   assert sizes == {'train[:45000]': [22_500, 22_500], 'train[45000:]': [2_500, 2_500]}
+
+
+def _as_process(monkeypatch, index, count):
+  """Makes this process read the data as process `index` of `count` would."""
+  monkeypatch.setattr(jax, 'process_index', lambda: index)
+  monkeypatch.setattr(jax, 'process_count', lambda: count)
+
+
+def _without_augmentation(monkeypatch):
+  """Digits with a crop of the unpadded image: every training image is a raw one, findable."""
+  spec = dataclasses.replace(input_pipeline.DATASETS['digits'], pad=0)
+  monkeypatch.setitem(input_pipeline.DATASETS, 'digits', spec)
+
+
+def _raw_images(builder, split):
+  raw = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  spec = input_pipeline.DATASETS['digits']
+  return collections.Counter(
+    ((img.astype(np.float32) - spec.mean[0]) / spec.std[0]).tobytes() for img in raw['image']
+  )
+
+
+def test_processes_train_on_their_rows_of_the_same_global_batches(digits_config, monkeypatch):
+  """Cached data: process p's batch is rows p*b..(p+1)*b of the one-process global batch."""
+  builder = input_pipeline.get_builder(digits_config)
+  one_process = input_pipeline.train_batches(builder, digits_config, 64, start_step=20)
+  expected = [next(one_process) for _ in range(4)]  # 22 steps per epoch: crosses an epoch
+  num_processes, host_batch = 4, 16
+  for process in range(num_processes):
+    _as_process(monkeypatch, process, num_processes)
+    batches = input_pipeline.train_batches(builder, digits_config, host_batch, start_step=20)
+    rows = slice(process * host_batch, (process + 1) * host_batch)
+    for want in expected:
+      got = next(batches)
+      np.testing.assert_array_equal(got['image'], want['image'][rows])
+      np.testing.assert_array_equal(got['label'], want['label'][rows])
+
+
+@pytest.mark.parametrize('cache', [True, False], ids=['cached', 'streamed'])
+def test_an_epoch_of_all_processes_uses_each_example_at_most_once(
+  digits_config, monkeypatch, cache
+):
+  """The processes' slices are disjoint and together make up the epoch (less a remainder)."""
+  _without_augmentation(monkeypatch)
+  digits_config.cache = cache
+  builder = input_pipeline.get_builder(digits_config)
+  raw = _raw_images(builder, 'train')
+  num_processes, host_batch = 3, 16
+  seen = collections.Counter()
+  for process in range(num_processes):
+    _as_process(monkeypatch, process, num_processes)
+    batches = input_pipeline.train_batches(builder, digits_config, host_batch)
+    # 1437 examples: 29 global batches of 48 when cached; 479 per process, 29 of 16, streamed.
+    for _ in range(29):
+      seen.update(image.tobytes() for image in next(batches)['image'])
+  assert seen.total() == 29 * 48
+  assert seen <= raw  # No example twice: every image is a raw one, at most as often.
+
+
+def test_evaluation_reads_every_example_once_over_all_processes(digits_config, monkeypatch):
+  builder = input_pipeline.get_builder(digits_config)
+  raw = _raw_images(builder, 'test')
+  eval_images = data.eval_images(digits_config)
+  seen, steps = collections.Counter(), set()
+  for process in range(4):
+    _as_process(monkeypatch, process, 4)
+    start_pass, num_steps = input_pipeline.eval_batches(builder, digits_config, 40, eval_images)
+    batches = list(start_pass())
+    steps.add((len(batches), num_steps))
+    for batch in batches:
+      seen.update(img.tobytes() for img, m in zip(batch['image'], batch['mask'], strict=True) if m)
+  assert steps == {(3, 3)}  # 90 examples per process, 3 batches of 40, the last one padded
+  assert seen == raw
 
 
 def test_misspelt_augmentation_is_an_error():
