@@ -423,6 +423,7 @@ def readme_block_example() -> str:
   return section[start : section.index('\n```', start)]
 
 
+@pytest.mark.slow
 def test_readme_new_block_is_one_class_and_one_plan_line(monkeypatch):
   monkeypatch.setattr(models, 'FAMILIES', dict(models.FAMILIES))
   namespace = {}
