@@ -28,7 +28,7 @@ from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from resnet_jax import fake_data, metric_logging, models
+from resnet_jax import fake_data, metric_logging, models, optim
 
 
 class TrainState(train_state.TrainState):
@@ -53,6 +53,7 @@ def model_name(config: ml_collections.ConfigDict) -> str:
 
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
   """`config.dtype`, with 'auto' meaning bfloat16 on accelerators and float32 on CPU."""
+  optim.check_choice(config, 'dtype', ('auto', 'float32', 'bfloat16'))
   if config.dtype == 'auto':
     return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
   return jnp.dtype(config.dtype)
@@ -64,39 +65,6 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
     num_classes=config.num_classes,
     dtype=compute_dtype(config),
     **config.model_kwargs.to_dict(),
-  )
-
-
-def create_learning_rate_fn(
-  config: ml_collections.ConfigDict, steps_per_epoch: int, num_train_steps: int
-) -> optax.Schedule:
-  """Linear warmup, then step, cosine or constant; decay points are absolute steps or epochs."""
-  peak = config.learning_rate
-  if config.lr_base_batch_size:
-    peak *= config.batch_size / config.lr_base_batch_size
-  unit = {'steps': 1, 'epochs': steps_per_epoch}[config.schedule_unit]
-  warmup = int(round(config.warmup * unit))
-  if config.schedule == 'step':
-    boundaries = {int(round(b * unit)) - warmup: config.lr_decay_factor for b in config.lr_decay_at}
-    main = optax.piecewise_constant_schedule(peak, boundaries)
-  elif config.schedule == 'cosine':
-    main = optax.cosine_decay_schedule(peak, max(num_train_steps - warmup, 1))
-  elif config.schedule == 'constant':
-    main = optax.constant_schedule(peak)
-  else:
-    raise ValueError(f"Unknown schedule {config.schedule!r}; use 'step', 'cosine' or 'constant'.")
-  if not warmup:
-    return main
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
-
-
-def create_optimizer(
-  config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule
-) -> optax.GradientTransformation:
-  """SGD as in PyTorch: the decay term joins the gradient before momentum."""
-  return optax.chain(
-    optax.add_decayed_weights(config.weight_decay),
-    optax.sgd(learning_rate_fn, momentum=config.momentum, nesterov=config.nesterov),
   )
 
 
@@ -130,8 +98,10 @@ def train_step(
   state: TrainState,
   batch: dict[str, jax.Array],
   dropout_rng: jax.Array,
+  learning_rate: jax.Array,
   label_smoothing: float,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One update at `learning_rate`, a float32 scalar from the host's schedule table."""
   rng = jax.random.fold_in(dropout_rng, state.step)
 
   def loss_fn(params):
@@ -152,6 +122,7 @@ def train_step(
     # One flag catches a NaN/Inf in the loss or in any gradient before it reaches a checkpoint.
     'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))),
   }
+  state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, learning_rate))
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
   return state, metrics
 
@@ -177,11 +148,15 @@ def make_mesh() -> jax.sharding.Mesh:
 
 
 def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Callable:
-  """The compiled train step: state replicated (and donated), batch sharded over 'data'."""
+  """The compiled step(state, batch, dropout_rng, learning_rate).
+
+  State replicated (and donated), batch sharded over 'data'. The learning rate is a NumPy
+  float32 scalar, an entry of `optim.learning_rate_table`, so every call has the same signature.
+  """
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   return jax.jit(
     functools.partial(train_step, label_smoothing=config.label_smoothing),
-    in_shardings=(replicated, data, replicated),
+    in_shardings=(replicated, data, replicated, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=0,
   )
@@ -328,7 +303,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   model = create_model(config)
   data = Data(config)
   total_steps = num_train_steps(config, data.steps_per_epoch)
-  learning_rate_fn = create_learning_rate_fn(config, data.steps_per_epoch, total_steps)
+  learning_rates = optim.learning_rate_table(
+    optim.create_learning_rate_fn(config, data.steps_per_epoch, total_steps), total_steps
+  )
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
@@ -339,7 +316,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_train_state(
-    model, create_optimizer(config, learning_rate_fn), init_rng, input_shape, replicated
+    model, optim.create_optimizer(config), init_rng, input_shape, replicated
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -384,7 +361,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     for step in range(start_step + 1, total_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, metrics = p_train_step(state, next(batches), dropout_rng)
+        state, metrics = p_train_step(state, next(batches), dropout_rng, learning_rates[step - 1])
       pending.append(metrics)
       window_steps += 1
       if step == start_step + 1:
@@ -402,7 +379,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if log:
         elapsed = time.time() - window_start
         scalars = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in ('loss', 'top1')}
-        scalars['learning_rate'] = float(learning_rate_fn(step - 1))
+        scalars['learning_rate'] = float(learning_rates[step - 1])
         if window_steps:
           scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
         writer.write_scalars(step, scalars)
