@@ -271,3 +271,17 @@ def test_invalid_dtype_lists_the_valid_ones():
   config.dtype = 'float16'
   with pytest.raises(ValueError, match="config.dtype='float16'.*'auto', 'float32', 'bfloat16'"):
     train.compute_dtype(config)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('recipe', [resnet50_b4096, resnet50_lars_b32k])
+def test_large_batch_recipe_trains_three_steps_on_fake_data(recipe, tmp_path):
+  """The recipe's optimizer, schedule and dtype at a tiny image size and batch; ResNet-18 for
+  ResNet-50 to halve the compile time (ResNet-50's structure is tested in test_models.py)."""
+  config = recipe.get_config()
+  config.model = 'resnet18'
+  config.dataset, config.image_size, config.batch_size, config.eval_batch_size = 'fake', 32, 8, 8
+  config.num_train_steps, config.num_epochs, config.log_every_steps = 3, 0, 1
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary['step'] == 3 and summary['dtype'] == 'bfloat16'
+  assert np.isfinite(summary['eval']['loss'])

@@ -253,8 +253,43 @@ def test_logged_learning_rate_is_the_schedule_and_the_one_applied(tmp_path):
   for step, lr in logged.items():  # the rate of the update that produced `step`
     assert lr == pytest.approx(float(schedule(step - 1)), rel=1e-6)
   assert logged[3] == pytest.approx(0.1 * 2 / 4) and logged[12] > 0
+  # Fake batches cost nothing: the run is not input-bound.
+  waits = [r['input_wait_fraction'] for r in records if 'input_wait_fraction' in r]
+  assert len(waits) == 4 and max(waits) < train.INPUT_BOUND_FRACTION, waits
   tree = ocp.CheckpointManager(tmp_path / 'checkpoints').restore(
     12, args=ocp.args.StandardRestore()
   )
   applied = tree['opt_state']['hyperparams']['learning_rate']
   assert float(applied) == pytest.approx(logged[12], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_slow_input_is_logged_and_warned_about(tmp_path, monkeypatch, caplog):
+  """A pipeline that takes 0.3 s per batch starves a step of milliseconds."""
+  import time
+
+  from configs import quickstart
+  from resnet_jax import fake_data
+
+  fast_batches = fake_data.train_batches
+
+  def slow_batches(*args):
+    for batch in fast_batches(*args):
+      time.sleep(0.3)
+      yield batch
+
+  monkeypatch.setattr(fake_data, 'train_batches', slow_batches)
+  config = quickstart.get_config()
+  config.model, config.dataset, config.batch_size, config.eval_batch_size = (
+    'cifar_resnet8',
+    'fake',
+    8,
+    8,
+  )
+  config.num_train_steps, config.log_every_steps, config.prefetch = 7, 3, 1
+  with caplog.at_level('WARNING'):
+    train.train_and_evaluate(config, str(tmp_path))
+  records = [json.loads(line) for line in open(tmp_path / 'metrics.jsonl')]
+  fractions = [r['input_wait_fraction'] for r in records if 'input_wait_fraction' in r]
+  assert len(fractions) == 3 and all(f > 0.5 for f in fractions), fractions
+  assert 'Input-bound' in caplog.text
