@@ -184,15 +184,19 @@ def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
-class _TimedIterator:
-  """Counts the seconds spent in the wrapped iterator's `next`: time the loop waits for input.
+# Above this share of a log window spent waiting for batches, the run is input-bound.
+INPUT_BOUND_FRACTION = 0.2
+
+
+class _InputTimer:
+  """Wraps the host's batch iterator and times its `next`: how long the loop waits for input.
 
   Only the host pipeline is timed, not the transfer to the devices, which on a busy device
   (XLA:CPU above all) waits for the steps ahead of it.
   """
 
   def __init__(self, iterator: Iterator):
-    self.iterator, self.seconds = iterator, 0.0
+    self.iterator, self.seconds, self.window_mark, self.last_warning = iterator, 0.0, 0.0, None
 
   def __iter__(self) -> Iterator:
     return self
@@ -203,6 +207,27 @@ class _TimedIterator:
       return next(self.iterator)
     finally:
       self.seconds += time.time() - start
+
+  def start_window(self) -> None:
+    self.window_mark = self.seconds
+
+  def window_fraction(self, elapsed: float, step: int) -> float:
+    """The share of the window's `elapsed` seconds spent waiting; warns (every 10 min at most)
+    when it exceeds INPUT_BOUND_FRACTION."""
+    fraction = (self.seconds - self.window_mark) / elapsed
+    if fraction > INPUT_BOUND_FRACTION and (
+      self.last_warning is None or time.time() - self.last_warning > 600
+    ):
+      self.last_warning = time.time()
+      logging.warning(
+        'Input-bound: %.0f%% of the time up to step %d went into waiting for the next batch, '
+        'so the input pipeline, not the devices, sets the pace (metric input_wait_fraction). '
+        'Give the hosts more CPU or faster storage, cache small datasets (config.cache) or '
+        'raise config.prefetch.',
+        100 * fraction,
+        step,
+      )
+    return fraction
 
 
 def prefetch(iterator: Iterator, size: int) -> Iterator:
@@ -376,10 +401,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
     pending = []  # Device metrics since the last log, fetched together.
-    host_batches = _TimedIterator(data.train(start_step))
+    host_batches = _InputTimer(data.train(start_step))
     batches = prefetch((to_global(b, data_sharding) for b in host_batches), config.prefetch)
-    # Each log window's start, steps, and input time so far (its share is the window's wait).
-    window_start, window_steps, wait_mark = time.time(), 0, 0.0
+    window_start, window_steps = time.time(), 0
     for step in range(start_step + 1, total_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         state, metrics = p_train_step(state, next(batches), dropout_rng, learning_rates[step - 1])
@@ -389,7 +413,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         # The first step compiles: report it alone and keep it out of images_per_sec.
         jax.block_until_ready(metrics)
         logging.info('First step (compilation included): %.1f s', time.time() - window_start)
-        window_start, window_steps, wait_mark = time.time(), 0, host_batches.seconds
+        window_start, window_steps = time.time(), 0
+        host_batches.start_window()
       report_progress(step)
       is_last = step == total_steps
       preempted = preemption.reached(manager, step)
@@ -403,16 +428,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         scalars['learning_rate'] = float(learning_rates[step - 1])
         if window_steps:
           scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
-          scalars['input_wait_fraction'] = (host_batches.seconds - wait_mark) / elapsed
-          _warn_if_input_bound(scalars['input_wait_fraction'], step)
+          scalars['input_wait_fraction'] = host_batches.window_fraction(elapsed, step)
         writer.write_scalars(step, scalars)
         pending, window_start, window_steps = [], time.time(), 0
-        wait_mark = host_batches.seconds
+        host_batches.start_window()
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
         with report_progress.timed('eval'):
           eval_metrics = run_eval(step)
-        # Evaluation time is not training time.
-        window_start, window_steps, wait_mark = time.time(), 0, host_batches.seconds
+        window_start, window_steps = time.time(), 0  # Evaluation time is not training time.
+        host_batches.start_window()
       manager.save(step, args=ocp.args.StandardSave(state), force=is_last or preempted)
       if preempted:
         manager.wait_until_finished()
@@ -435,21 +459,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   }
   write_summary(workdir, summary)
   return summary
-
-
-# Above this fraction of a log window spent waiting for batches, the run is input-bound.
-INPUT_BOUND_FRACTION = 0.2
-
-
-def _warn_if_input_bound(fraction: float, step: int) -> None:
-  if fraction > INPUT_BOUND_FRACTION:
-    logging.warning(
-      'Input-bound: %.0f%% of the time up to step %d went into waiting for the next batch, so '
-      'the input pipeline, not the devices, sets the pace. Give the hosts more CPU or faster '
-      'storage, cache small datasets (config.cache) or raise config.prefetch.',
-      100 * fraction,
-      step,
-    )
 
 
 def _check_finite(fetched: list, step: int, manager: ocp.CheckpointManager, workdir: str) -> None:
