@@ -7,8 +7,8 @@ For each model: compile time, median step time over `--steps` steps after `--war
 memory, and utilisation = model FLOPs per step (2 x the MACs of `resnet_jax.summary`; training
 counts 3x the forward) / step time / the dense matmul rate measured in the same run. The train
 step is `resnet_jax.train.train_step` (optimizer, BatchNorm update, sharding as in `main`), the
-eval step `resnet_jax.train.eval_step`. When torch and torchvision import and torchvision has a
-model of the same name, its train step (SGD with momentum and weight decay, channels_last, AMP
+eval step `resnet_jax.evaluation.eval_step`. When torch and torchvision import and torchvision
+has a model of the same name, its train step (SGD with momentum and weight decay, channels_last, AMP
 bfloat16 on GPU when --dtype=bfloat16) and eval forward run in alternation with ours, step for
 step, so that both see the same machine; the ratio is PyTorch's time / ours (> 1: we are faster).
 When TensorFlow imports, the input pipeline's augmentation is measured too. Prints a Markdown

@@ -8,7 +8,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import default as default_config
-from resnet_jax import fake_data, optim, train
+from resnet_jax import data as data_lib
+from resnet_jax import evaluation, fake_data, optim, train
 
 
 class JaxModel:
@@ -32,11 +33,12 @@ class JaxModel:
     self.state = train.create_train_state(self.model, tx, jax.random.key(0), shape, replicated)
     batch_np = next(fake_data.train_batches(config, batch))
     batch_np['mask'] = np.ones((batch,), np.float32)
-    self.batch = train.to_global(batch_np, data)
+    self.batch = data_lib.to_global(batch_np, data)
     self.rng = jax.random.key(1)
     self.learning_rate = np.float32(config.learning_rate)
     step = train.jit_train_step(config, mesh)
-    self.eval_jit = train.jit_eval_step(mesh)
+    self.eval_jit = evaluation.jit_eval_step(config, mesh)
+    self.eval_metrics = jax.device_put(evaluation.EvalMetrics.empty(), replicated)
     start = time.perf_counter()
     self.train_compiled = step.lower(self.state, self.batch, self.rng, self.learning_rate).compile()
     self.compile_s = time.perf_counter() - start
@@ -46,7 +48,7 @@ class JaxModel:
     jax.block_until_ready(metrics)
 
   def eval_step(self) -> None:
-    jax.block_until_ready(self.eval_jit(self.state, self.batch))
+    jax.block_until_ready(self.eval_jit(self.state, self.eval_metrics, self.batch))
 
   def memory(self) -> tuple[float, str]:
     """Peak device memory if the device reports it, else XLA's buffer plan of the train step."""

@@ -36,9 +36,11 @@ def get_config() -> ml_collections.ConfigDict:
   # TFDS data directory; empty means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
   config.data_dir = ''
   # TFDS split names (any TFDS split expression, e.g. 'train[:90%]') for training and evaluation.
+  # He 2015's CIFAR protocol for choosing hyper-parameters, 45k training and 5k validation
+  # images: train_split='train[:45000]', eval_split='train[45000:]'.
   config.train_split = 'train'
   config.eval_split = 'test'
-  # Side of the square training and evaluation images, pixels (after crop).
+  # Side of the square training images, pixels (after crop).
   config.image_size = 32
   # Number of classes of the classifier; must match the dataset.
   config.num_classes = 10
@@ -46,6 +48,24 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 128
   # Global evaluation batch size; the last batch is padded and masked, never dropped.
   config.eval_batch_size = 500
+  # 'fake' data only: batches per evaluation pass (a throughput run needs little evaluation).
+  config.fake_eval_batches = 1
+
+  # --- Evaluation protocol -------------------------------------------------------------------
+  # 'center': one centre crop. '10crop': softmax averaged over the 4 corner crops and the centre
+  # crop, and their mirror images (He 2015, Table 3). 'multiscale': softmax averaged over the
+  # image at each of `eval_sizes`, the network applied fully convolutionally (He 2015, Table 4).
+  config.eval_protocol = 'center'
+  # Side of the crops classified by 'center' and '10crop', pixels; 0: `image_size`. A network
+  # trained at 224 can be tested at 320 (He 2016, Table 5).
+  config.eval_image_size = 0
+  # Share of the resized image's shorter side that the crop side spans: the shorter side is
+  # resized to eval_image_size / eval_crop_fraction (ImageNet: 0.875, 224 of 256). CIFAR keeps
+  # 1.0, its own 32 pixels; '10crop' on CIFAR needs a smaller crop, e.g. 28 with 0.875.
+  config.eval_crop_fraction = 1.0
+  # 'multiscale': shorter sides, pixels, e.g. (224, 256, 384, 480, 640) as in He 2015. Each
+  # scale is the central square of the resized image, so that a batch has one shape.
+  config.eval_sizes = ()
   # Shuffle buffer, examples per host.
   config.shuffle_buffer_size = 16_384
   # Keep the decoded dataset in host memory after the first epoch (small datasets only).

@@ -19,6 +19,7 @@ def get_config():
   config.num_classes = 1000
   config.batch_size = 256
   config.eval_batch_size = 256
+  config.eval_crop_fraction = 0.875  # 224 of a shorter side resized to 256.
   config.cache = False
   config.num_train_steps = -1
   config.num_epochs = 90

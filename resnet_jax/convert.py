@@ -20,7 +20,7 @@ it is never imported by the rest of the package.
 """
 
 import ast
-import os
+import io
 import re
 import sys
 from collections.abc import Mapping
@@ -34,6 +34,7 @@ import orbax.checkpoint as ocp
 from absl import app, flags
 from flax import traverse_util
 
+from resnet_jax import paths
 from resnet_jax.models import create_model
 
 # Our top-level modules and the PyTorch names for them.
@@ -111,10 +112,11 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
 
   Training checkpoints that wrap it (`{'state_dict': ...}` or `{'model': ...}`) are unwrapped.
   """
-  if not os.path.exists(path):
+  file = paths.resolve(path)
+  if not file.exists():
     raise FileNotFoundError(f'Checkpoint {path} does not exist.')
-  if path.endswith('.npz'):
-    with np.load(path) as npz:
+  if file.suffix == '.npz':
+    with np.load(io.BytesIO(file.read_bytes())) as npz:
       return dict(npz)
   try:
     import torch  # optional: only needed for PyTorch files
@@ -125,7 +127,7 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
       'state_dict as .npz with `np.savez(FILE, **{k: v.numpy() for k, v in sd.items()})` and '
       'pass that file.'
     ) from None
-  checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+  checkpoint = torch.load(io.BytesIO(file.read_bytes()), map_location='cpu', weights_only=True)
   for wrapper in ('state_dict', 'model'):
     if isinstance(checkpoint.get(wrapper), Mapping):
       checkpoint = checkpoint[wrapper]
@@ -217,8 +219,8 @@ def convert_checkpoint(model: str, checkpoint: str, output: str, **options) -> d
   """Converts a PyTorch checkpoint file for `create_model(model, **options)` and saves
   `{'params', 'batch_stats'}` as an Orbax checkpoint in the new directory `output`, restorable
   with `orbax.checkpoint.StandardCheckpointer().restore(output)`. Returns the variables."""
-  output = os.path.abspath(output)
-  if os.path.exists(output):
+  output = paths.resolve(output)
+  if output.exists():
     raise FileExistsError(f'{output} already exists; choose a new directory for the checkpoint.')
   variables = from_torch_state_dict(model, load_state_dict(checkpoint), **options)
   checkpointer = ocp.StandardCheckpointer()
@@ -249,7 +251,7 @@ def main(argv: list[str]) -> None:
     sys.exit(f'Error: {error}')
   count = sum(x.size for x in jax.tree.leaves(variables['params']))
   print(
-    f'Wrote {args.model} ({count:,} parameters) to {os.path.abspath(args.output)}. Train or '
+    f'Wrote {args.model} ({count:,} parameters) to {paths.resolve(args.output)}. Train or '
     f'evaluate from it with --config.model={args.model} --config.init_from={args.output}.'
   )
 

@@ -1,23 +1,23 @@
 """Synthetic batches of the configured shape, for throughput runs and tests without TensorFlow."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np
 
 # Nominal epoch length (ImageNet's), so that epoch-based schedules behave as on ImageNet.
 NUM_TRAIN_EXAMPLES = 1_281_167
-# Evaluation on fake data covers this many batches per pass.
-NUM_EVAL_STEPS = 2
+# Fake batches are RGB.
+CHANNELS = 3
 
 
-def _batch(config: ml_collections.ConfigDict, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-  rng = np.random.default_rng(seed)
-  size = config.image_size
-  return {
-    'image': rng.standard_normal((batch_size, size, size, 3), dtype=np.float32),
-    'label': rng.integers(0, config.num_classes, (batch_size,), dtype=np.int32),
-  }
+def _images(rng: np.random.Generator, batch_size: int, size: int) -> np.ndarray:
+  return rng.standard_normal((batch_size, size, size, CHANNELS), dtype=np.float32)
+
+
+def _labels(rng: np.random.Generator, config: ml_collections.ConfigDict, batch_size: int):
+  return rng.integers(0, config.num_classes, (batch_size,), dtype=np.int32)
 
 
 def train_batches(
@@ -25,14 +25,28 @@ def train_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
   """The same random batch forever: the host costs nothing, so the device sets the pace."""
   del start_step  # Every step sees the same batch.
-  batch = _batch(config, host_batch_size, config.seed)
+  rng = np.random.default_rng(config.seed)
+  batch = {
+    'image': _images(rng, host_batch_size, config.image_size),
+    'label': _labels(rng, config, host_batch_size),
+  }
   while True:
     yield batch
 
 
 def eval_batches(
-  config: ml_collections.ConfigDict, host_batch_size: int
-) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
-  batch = _batch(config, host_batch_size, config.seed + 1)
-  batch['mask'] = np.ones((host_batch_size,), np.float32)
-  return (lambda: iter([batch] * NUM_EVAL_STEPS)), NUM_EVAL_STEPS
+  config: ml_collections.ConfigDict, host_batch_size: int, images: Sequence[Any]
+) -> tuple[Callable[[], Iterator[dict[str, Any]]], int]:
+  """`config.fake_eval_batches` copies of one batch with an image of each size in `images`.
+
+  `images` are `data.EvalImage`s; a throughput run needs only a short evaluation.
+  """
+  rng = np.random.default_rng(config.seed + 1)
+  views = tuple(_images(rng, host_batch_size, image.crop) for image in images)
+  batch = {
+    'image': views[0] if len(views) == 1 else views,
+    'label': _labels(rng, config, host_batch_size),
+    'mask': np.ones((host_batch_size,), np.float32),
+  }
+  num_steps = config.fake_eval_batches
+  return (lambda: iter([batch] * num_steps)), num_steps

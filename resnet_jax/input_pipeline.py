@@ -1,10 +1,12 @@
 """TFDS / tf.data input pipelines for ImageNet, CIFAR and the embedded digits dataset.
 
-Every process reads only its own slice of each split. Training data is a pure function of
-(seed, step): each epoch is shuffled with a seed derived from (seed, epoch, process) and every
-example is augmented with stateless random ops keyed by its position, so a resumed run sees
-exactly the batches the uninterrupted run would have seen, with no iterator state to save.
-Evaluation covers every example exactly once: the last batch is padded and masked.
+Training data is a pure function of (seed, step): each epoch is shuffled with a seed derived
+from (seed, epoch) and every example is augmented with stateless random ops keyed by its
+position, so a resumed run sees exactly the batches the uninterrupted run would have seen, with
+no iterator state to save. Cached datasets give every process the same global order, of which
+each takes its rows; streamed ones (ImageNet) give each process its own slice of the files.
+Evaluation covers every example exactly once: each process reads its slice, the last batch
+padded and masked.
 
 This is the only module that imports TensorFlow.
 """
@@ -12,7 +14,7 @@ This is the only module that imports TensorFlow.
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import jax
 import ml_collections
@@ -21,6 +23,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from resnet_jax import digits_dataset  # noqa: F401  (registers the 'digits' TFDS builder)
+from resnet_jax.data import EvalImage
 
 # TensorFlow must never take the accelerator memory that JAX needs.
 tf.config.set_visible_devices([], 'GPU')
@@ -32,8 +35,9 @@ class DatasetSpec:
 
   mean: tuple[float, ...]
   std: tuple[float, ...]
-  # 'pad_crop': pad `pad` pixels, random crop back (CIFAR). 'inception_crop': random-resized
-  # crop of 8-100% area and 3/4-4/3 aspect for training, resize + center crop for eval.
+  # Training augmentation. 'pad_crop': pad `pad` pixels, random crop back (CIFAR).
+  # 'inception_crop': random-resized crop of 8-100% area and 3/4-4/3 aspect, from JPEGs that
+  # stay encoded until then. Evaluation resizes and crops as `data.eval_images` says.
   augmentation: str
   pad: int = 0
   flip: bool = True
@@ -62,9 +66,6 @@ DATASETS = {
     _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop'
   ),
 }
-
-# ImageNet evaluation resizes the shorter side to 256 for a 224 crop; other sizes keep the ratio.
-_EVAL_RESIZE_RATIO = 256 / 224
 
 
 class DatasetNotPreparedError(ValueError):
@@ -123,15 +124,23 @@ def _inception_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Te
   return tf.image.resize(image, [size, size], method='bilinear', antialias=True)
 
 
-def _resize_center_crop(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
-  image = tf.io.decode_jpeg(image_bytes, channels=3)
-  shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  scale = round(size * _EVAL_RESIZE_RATIO) / tf.reduce_min(shape)
-  new_shape = tf.cast(tf.round(shape * scale), tf.int32)
-  image = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
-  top = (new_shape[0] - size) // 2
-  left = (new_shape[1] - size) // 2
-  return image[top : top + size, left : left + size]
+def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
+  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
+
+  An image that already has the resized size (CIFAR at its own size) is left untouched.
+  """
+  if image.shape[:2] == (eval_image.resize, eval_image.resize):
+    resized = image
+  else:
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_shape = tf.cast(tf.round(shape * eval_image.resize / tf.reduce_min(shape)), tf.int32)
+    resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
+  crop = eval_image.crop
+  top = (tf.shape(resized)[0] - crop) // 2
+  left = (tf.shape(resized)[1] - crop) // 2
+  return tf.ensure_shape(
+    resized[top : top + crop, left : left + crop], [crop, crop, image.shape[-1]]
+  )
 
 
 def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
@@ -150,15 +159,16 @@ def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
   return preprocess
 
 
-def _eval_preprocess(spec: DatasetSpec, size: int) -> Callable:
+def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Callable:
   def preprocess(example):
-    if spec.augmentation == 'inception_crop':
-      image = _resize_center_crop(example['image'], size)
-    else:
-      image = example['image']
-    image = tf.ensure_shape(image, [size, size, len(spec.mean)])
+    image = example['image']
+    if spec.augmentation == 'inception_crop':  # Read undecoded, as for training.
+      image = tf.io.decode_jpeg(image, channels=3)
+    images = tuple(
+      _normalize(_resize_center_crop(image, eval_image), spec) for eval_image in eval_images
+    )
     return {
-      'image': _normalize(image, spec),
+      'image': images[0] if len(images) == 1 else images,
       'label': tf.cast(example['label'], tf.int32),
       'mask': tf.constant(1.0),
     }
@@ -180,8 +190,9 @@ def _read(builder: tfds.core.DatasetBuilder, split, spec: DatasetSpec, file_seed
   )
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-  entropy = [seed, epoch, jax.process_index()]
+def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
+  """Shuffle and augmentation seed of one epoch of one stream of examples."""
+  entropy = [seed, epoch, stream]
   return int(np.random.SeedSequence(entropy).generate_state(1, np.uint32)[0])
 
 
@@ -191,26 +202,65 @@ def train_batches(
   host_batch_size: int,
   start_step: int = 0,
 ) -> Iterator[dict[str, np.ndarray]]:
-  """Yields this process's training batches forever, starting at `start_step`."""
+  """Yields this process's training batches forever, starting at `start_step`.
+
+  With `config.cache` (datasets that fit in host memory) every process holds the whole split
+  and takes its rows of each global batch, so the global batches are a function of
+  (seed, step) alone: a run restored on another number of processes trains on exactly the
+  batches it would have seen. Without it (ImageNet) each process streams its own part of the
+  files, and the order also depends on the number of processes.
+  """
+  if config.cache:
+    return _global_order_batches(builder, config, host_batch_size, start_step)
+  return _per_process_batches(builder, config, host_batch_size, start_step)
+
+
+def _check_epoch(num_examples: int, batch_size: int, which: str) -> int:
+  steps_per_epoch = num_examples // batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(
+      f'The {which} batch size {batch_size} is larger than the {num_examples} training '
+      'examples it is drawn from; lower --config.batch_size.'
+    )
+  return steps_per_epoch
+
+
+def _global_order_batches(builder, config, host_batch_size, start_step):
+  spec = DATASETS[config.dataset]
+  num_examples = builder.info.splits[config.train_split].num_examples
+  global_batch = host_batch_size * jax.process_count()
+  steps_per_epoch = _check_epoch(num_examples, global_batch, 'global')
+  epoch, offset = divmod(start_step, steps_per_epoch)
+  cached = _read(builder, config.train_split, spec).cache()
+  preprocess = _train_preprocess(spec, config.image_size)
+  process = jax.process_index()
+  while True:
+    epoch_seed = _epoch_seed(config.seed, epoch, 0)
+    ds = cached.shuffle(num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
+    # Position i in the epoch's order: row i % global_batch of global batch i // global_batch.
+    first = offset * global_batch
+    ds = ds.take(steps_per_epoch * global_batch).skip(first).enumerate(start=first)
+    ds = ds.filter(lambda i, ex: (i % global_batch) // host_batch_size == process)
+    ds = ds.map(
+      lambda i, ex, s=epoch_seed: preprocess(tf.stack([tf.constant(s, tf.int64), i]), ex),
+      num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    ds = ds.batch(host_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    yield from ds.as_numpy_iterator()
+    epoch, offset = epoch + 1, 0
+
+
+def _per_process_batches(builder, config, host_batch_size, start_step):
   spec = DATASETS[config.dataset]
   split = tfds.split_for_jax_process(config.train_split, drop_remainder=True)
   num_examples = builder.info.splits[split].num_examples
-  steps_per_epoch = num_examples // host_batch_size
-  if steps_per_epoch == 0:
-    raise ValueError(
-      f'The per-process batch size {host_batch_size} is larger than the {num_examples} '
-      f'training examples of this process; lower --config.batch_size.'
-    )
+  steps_per_epoch = _check_epoch(num_examples, host_batch_size, 'per-process')
   epoch, offset = divmod(start_step, steps_per_epoch)
-  cached = _read(builder, split, spec).cache() if config.cache else None
   preprocess = _train_preprocess(spec, config.image_size)
   while True:
-    epoch_seed = _epoch_seed(config.seed, epoch)
-    if cached is not None:
-      ds = cached.shuffle(num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
-    else:
-      ds = _read(builder, split, spec, file_seed=epoch_seed)
-      ds = ds.shuffle(config.shuffle_buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
+    epoch_seed = _epoch_seed(config.seed, epoch, jax.process_index())
+    ds = _read(builder, split, spec, file_seed=epoch_seed)
+    ds = ds.shuffle(config.shuffle_buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
     first = offset * host_batch_size
     ds = ds.skip(first).enumerate(start=first)
     ds = ds.map(
@@ -223,19 +273,24 @@ def train_batches(
 
 
 def eval_batches(
-  builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict, host_batch_size: int
+  builder: tfds.core.DatasetBuilder,
+  config: ml_collections.ConfigDict,
+  host_batch_size: int,
+  eval_images: Sequence[EvalImage],
 ) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
   """Returns (a function that starts a pass over this process's eval slice, steps per pass).
 
-  All processes run the same number of steps; examples past the end are zero images with
-  mask 0, so metrics weighted by the mask count every example exactly once.
+  Each example becomes the `eval_images` of `data.eval_images(config)`: batch['image'] is one
+  array, or a tuple of arrays (one per size) for multi-scale evaluation. All processes run the
+  same number of steps; examples past the end are zero images with mask 0, so metrics weighted
+  by the mask count every example exactly once.
   """
   spec = DATASETS[config.dataset]
   total = builder.info.splits[config.eval_split].num_examples
   split = tfds.split_for_jax_process(config.eval_split, drop_remainder=False)
   num_steps = math.ceil(math.ceil(total / jax.process_count()) / host_batch_size)
   ds = _read(builder, split, spec).map(
-    _eval_preprocess(spec, config.image_size), num_parallel_calls=tf.data.AUTOTUNE
+    _eval_preprocess(spec, eval_images), num_parallel_calls=tf.data.AUTOTUNE
   )
   if config.cache:
     ds = ds.cache()
@@ -245,6 +300,10 @@ def eval_batches(
   ds = ds.concatenate(padding).take(num_steps * host_batch_size)
   ds = ds.batch(host_batch_size).prefetch(tf.data.AUTOTUNE)
   return ds.as_numpy_iterator, num_steps
+
+
+def num_channels(config: ml_collections.ConfigDict) -> int:
+  return len(DATASETS[config.dataset].mean)
 
 
 def num_train_examples(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:

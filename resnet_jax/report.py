@@ -1,7 +1,8 @@
 r"""Tables and plots of a sweep: one row per variant, mean ± std over seeds.
 
 Reads the summary.json and metrics.jsonl of every run under --workdir (the sub-workdirs of
-`resnet_jax.sweep`, or any runs of `resnet_jax.main` side by side) and writes there:
+`resnet_jax.sweep`, or any runs of `resnet_jax.main` side by side; a local directory or a
+bucket, e.g. gs://bucket/sweep) and writes there:
 
   results.csv   one row per run: the varied config fields, seed, params, MACs, final metrics
   results.md    Markdown table, one row per variant (runs that differ only in the seed)
@@ -17,8 +18,8 @@ and table only.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
 import re
 import statistics
 import sys
@@ -27,6 +28,7 @@ from typing import Any
 
 import ml_collections
 from absl import app, flags
+from etils import epath
 
 
 class ReportError(Exception):
@@ -48,37 +50,34 @@ def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
   return flat
 
 
-def _read_metrics(path: str) -> dict[int, dict[str, float]]:
+def _read_metrics(path: epath.Path) -> dict[int, dict[str, float]]:
   """metrics.jsonl as {step: {name: value}}; a resumed run's repeated steps keep the last value."""
   by_step = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        if line.strip():
-          record = json.loads(line)
-          by_step.setdefault(record.pop('step'), {}).update(record)
+  if path.exists():
+    for line in path.read_text().splitlines():
+      if line.strip():
+        record = json.loads(line)
+        by_step.setdefault(record.pop('step'), {}).update(record)
   return by_step
 
 
 def load_runs(workdir: str) -> tuple[list[dict[str, Any]], list[str]]:
   """Finished runs (sub-directories with a summary.json) and the names of unfinished ones."""
-  if not os.path.isdir(workdir):
+  root = epath.Path(workdir)
+  if not root.is_dir():
     raise ReportError(f'--workdir={workdir} is not a directory.')
   runs, unfinished = [], []
-  for name in sorted(os.listdir(workdir)):
-    run_dir = os.path.join(workdir, name)
-    if not os.path.isdir(run_dir):
+  for run_dir in sorted(root.iterdir()):
+    if not run_dir.is_dir():
       continue
-    summary_path = os.path.join(run_dir, 'summary.json')
-    if os.path.exists(summary_path):
-      with open(summary_path) as f:
-        summary = json.load(f)
-      summary['name'] = name
+    if (run_dir / 'summary.json').exists():
+      summary = json.loads((run_dir / 'summary.json').read_text())
+      summary['name'] = run_dir.name
       summary['flat_config'] = _flatten(summary['config'])
-      summary['metrics'] = _read_metrics(os.path.join(run_dir, 'metrics.jsonl'))
+      summary['metrics'] = _read_metrics(run_dir / 'metrics.jsonl')
       runs.append(summary)
-    elif os.path.exists(os.path.join(run_dir, 'metrics.jsonl')):
-      unfinished.append(name)
+    elif (run_dir / 'metrics.jsonl').exists():
+      unfinished.append(run_dir.name)
   return runs, unfinished
 
 
@@ -105,12 +104,11 @@ def model_family(model: str) -> str:
 
 def count_macs(run: dict[str, Any]) -> int:
   """Multiply-accumulates of one forward pass of one image, by `resnet_jax.summary`."""
-  from resnet_jax import input_pipeline, summary, train  # Imported here: JAX, TensorFlow.
+  from resnet_jax import summary, train  # Imported here: JAX.
 
-  config = ml_collections.ConfigDict(run['config'])
-  spec = input_pipeline.DATASETS.get(run['dataset'])
-  channels = len(spec.mean) if spec else 3  # 'fake' batches are RGB.
-  return summary.count_macs(train.create_model(config), config.image_size, channels)
+  size, _, channels = run['input_shape']
+  model = train.create_model(ml_collections.ConfigDict(run['config']))
+  return summary.count_macs(model, size, channels)
 
 
 def group_variants(
@@ -144,28 +142,29 @@ def _error(run: dict[str, Any], metric: str = 'top1') -> float:
   return 100 * (1 - run['eval'][metric])
 
 
-def write_csv(path: str, runs: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
+def write_csv(path: epath.Path, runs: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
   columns = ['name', 'model', 'dataset', *fields, 'seed', 'step', 'num_train_steps']
   columns += ['num_params', 'macs', 'eval_loss', 'top1_error', 'top5_error', 'wall_time_s']
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, columns)
-    writer.writeheader()
-    for run in runs:
-      row = {f: run['flat_config'].get(f) for f in fields} | {
-        'name': run['name'],
-        'model': run['model'],
-        'dataset': run['dataset'],
-        'seed': run['flat_config']['seed'],
-        'step': run['step'],
-        'num_train_steps': run['num_train_steps'],
-        'num_params': run['num_params'],
-        'macs': run['macs'],
-        'eval_loss': run['eval']['loss'],
-        'top1_error': _error(run, 'top1'),
-        'top5_error': _error(run, 'top5'),
-        'wall_time_s': run['wall_time_s'],
-      }
-      writer.writerow(row)
+  text = io.StringIO(newline='')
+  writer = csv.DictWriter(text, columns)
+  writer.writeheader()
+  for run in runs:
+    row = {f: run['flat_config'].get(f) for f in fields} | {
+      'name': run['name'],
+      'model': run['model'],
+      'dataset': run['dataset'],
+      'seed': run['flat_config']['seed'],
+      'step': run['step'],
+      'num_train_steps': run['num_train_steps'],
+      'num_params': run['num_params'],
+      'macs': run['macs'],
+      'eval_loss': run['eval']['loss'],
+      'top1_error': _error(run, 'top1'),
+      'top5_error': _error(run, 'top5'),
+      'wall_time_s': run['wall_time_s'],
+    }
+    writer.writerow(row)
+  path.write_text(text.getvalue())
 
 
 def markdown_table(
@@ -215,7 +214,9 @@ def _datasets(variants: Sequence[tuple[tuple, list]]) -> str:
   return ', '.join(sorted({run['dataset'] for _, group in variants for run in group}))
 
 
-def plot_curves(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]) -> None:
+def plot_curves(
+  path: epath.Path, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]
+) -> None:
   """Test error (bold) and training error (thin) against steps, as in He 2015's Fig. 6."""
   import matplotlib.pyplot as plt
   from matplotlib import ticker
@@ -236,18 +237,22 @@ def plot_curves(path: str, variants: Sequence[tuple[tuple, list]], fields: Seque
   _save(fig, ax, path)
 
 
-def _save(fig, ax, path: str) -> None:
+def _save(fig, ax, path: epath.Path) -> None:
   """Grid, legend and the PNG: the finish that every plot shares."""
   import matplotlib.pyplot as plt
 
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
   fig.tight_layout()
-  fig.savefig(path, dpi=120)
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=120)
   plt.close(fig)
+  path.write_bytes(png.getvalue())
 
 
-def plot_depth(path: str, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]) -> None:
+def plot_depth(
+  path: epath.Path, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]
+) -> None:
   """Final test error against depth, one line per family, error bars of one std over seeds."""
   import matplotlib.pyplot as plt
 
@@ -301,21 +306,21 @@ def write_report(workdir: str, plots: bool = True) -> list[str]:
     run['macs'] = macs[key]
   fields = varied_fields(runs)
   variants = group_variants(runs, fields)
-  written = [os.path.join(workdir, 'results.csv'), os.path.join(workdir, 'results.md')]
+  root = epath.Path(workdir)
+  written = [root / 'results.csv', root / 'results.md']
   write_csv(written[0], runs, fields)
   table = markdown_table(variants, fields)
   if unfinished:
     table += f'\nNot finished, left out: {", ".join(unfinished)}.\n'
-  with open(written[1], 'w') as f:
-    f.write(table)
+  written[1].write_text(table)
   print(table)
   if plots:
-    written.append(os.path.join(workdir, 'curves.png'))
+    written.append(root / 'curves.png')
     plot_curves(written[-1], variants, fields)
     if len({model_depth(run['model']) for run in runs}) > 1:
-      written.append(os.path.join(workdir, 'depth.png'))
+      written.append(root / 'depth.png')
       plot_depth(written[-1], variants, fields)
-  return written
+  return [str(path) for path in written]
 
 
 FLAGS = flags.FLAGS

@@ -7,7 +7,6 @@ with an axis name would. Runs are resumable: data order and randomness are funct
 """
 
 import functools
-import itertools
 import json
 import os
 import re
@@ -28,7 +27,8 @@ from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from resnet_jax import fake_data, metric_logging, models, optim
+from resnet_jax import data as data_lib
+from resnet_jax import evaluation, metric_logging, models, optim
 
 
 class TrainState(train_state.TrainState):
@@ -127,22 +127,6 @@ def train_step(
   return state, metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Sums over the unmasked examples, so padding never counts."""
-  logits = state.apply_fn(
-    {'params': state.params, 'batch_stats': state.batch_stats}, batch['image'], train=False
-  ).astype(jnp.float32)
-  mask = batch['mask']
-  labels = batch['label']
-  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-  return {
-    'loss': jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
-    'top1': jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
-    'top5': jnp.sum(jnp.any(top5 == labels[:, None], axis=-1) * mask),
-    'count': jnp.sum(mask),
-  }
-
-
 def make_mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ('data',))
 
@@ -162,11 +146,6 @@ def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
   )
 
 
-def jit_eval_step(mesh: jax.sharding.Mesh) -> Callable:
-  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  return jax.jit(eval_step, in_shardings=(replicated, data), out_shardings=replicated)
-
-
 def check_batch_size(batch_size: int, name: str) -> None:
   devices, processes = jax.device_count(), jax.process_count()
   if batch_size % devices:
@@ -177,11 +156,6 @@ def check_batch_size(batch_size: int, name: str) -> None:
       f'must get the same number of examples. Use a multiple of {devices}, e.g. '
       f'{max(lower, devices)} or {lower + devices}.'
     )
-
-
-def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-  """Assembles each process's slice into one global array sharded over the mesh."""
-  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
 # Above this share of a log window spent waiting for batches, the run is input-bound.
@@ -230,70 +204,12 @@ class _InputTimer:
     return fraction
 
 
-def prefetch(iterator: Iterator, size: int) -> Iterator:
-  """Keeps `size` batches on their way to the devices while the current step runs."""
-  queue = list(itertools.islice(iterator, size))
-  for item in iterator:
-    queue.append(item)
-    yield queue.pop(0)
-  yield from queue
-
-
-class Data:
-  """The configured dataset: train batches from any step, eval passes, epoch length."""
-
-  def __init__(self, config: ml_collections.ConfigDict):
-    self.config = config
-    self.host_batch = config.batch_size // jax.process_count()
-    self.host_eval_batch = config.eval_batch_size // jax.process_count()
-    if config.dataset == 'fake':
-      self.num_train_examples = fake_data.NUM_TRAIN_EXAMPLES
-      self.builder = None
-    else:
-      # Imported here so that fake-data runs never need TensorFlow.
-      from resnet_jax import input_pipeline
-
-      self.pipeline = input_pipeline
-      self.builder = input_pipeline.get_builder(config)
-      self.num_train_examples = input_pipeline.num_train_examples(self.builder, config)
-
-  @property
-  def steps_per_epoch(self) -> int:
-    return max(self.num_train_examples // self.config.batch_size, 1)
-
-  def train(self, start_step: int) -> Iterator[dict[str, np.ndarray]]:
-    if self.builder is None:
-      return fake_data.train_batches(self.config, self.host_batch, start_step)
-    return self.pipeline.train_batches(self.builder, self.config, self.host_batch, start_step)
-
-  def eval(self) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
-    if self.builder is None:
-      return fake_data.eval_batches(self.config, self.host_eval_batch)
-    return self.pipeline.eval_batches(self.builder, self.config, self.host_eval_batch)
-
-
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
   if config.num_train_steps > 0:
     return config.num_train_steps
   if config.num_epochs > 0:
     return int(round(config.num_epochs * steps_per_epoch))
   raise ValueError('Set config.num_train_steps or config.num_epochs to a positive value.')
-
-
-def evaluate(
-  state: TrainState,
-  eval_step_fn: Callable,
-  eval_data: tuple[Callable[[], Iterator], int],
-  sharding: NamedSharding,
-) -> dict[str, float]:
-  start_pass, num_steps = eval_data
-  totals = None
-  for batch in itertools.islice(start_pass(), num_steps):
-    sums = eval_step_fn(state, to_global(batch, sharding))
-    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-  totals = jax.device_get(totals)
-  count = float(totals.pop('count'))
-  return {name: float(value) / count for name, value in totals.items()} | {'count': count}
 
 
 def restore_pretrained(state: TrainState, directory: str) -> TrainState:
@@ -347,7 +263,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   model = create_model(config)
-  data = Data(config)
+  data = data_lib.Data(config)
   total_steps = num_train_steps(config, data.steps_per_epoch)
   learning_rates = optim.learning_rate_table(
     optim.create_learning_rate_fn(config, data.steps_per_epoch, total_steps), total_steps
@@ -357,12 +273,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
   eval_data = data.eval()
-  first_eval = next(eval_data[0]())
-  input_shape = (1,) + first_eval['image'].shape[1:]
   rng = jax.random.key(config.seed)
   init_rng, dropout_rng = jax.random.split(rng)
   state = create_train_state(
-    model, optim.create_optimizer(config), init_rng, input_shape, replicated
+    model, optim.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -386,11 +300,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
     )
 
-  p_train_step = jit_train_step(config, mesh)
-  p_eval_step = jit_eval_step(mesh)
+  train_step_fn = jit_train_step(config, mesh)
+  eval_step_fn = evaluation.jit_eval_step(config, mesh)
 
   def run_eval(step):
-    metrics = evaluate(state, p_eval_step, eval_data, data_sharding)
+    metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
 
@@ -402,11 +316,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     )
     pending = []  # Device metrics since the last log, fetched together.
     host_batches = _InputTimer(data.train(start_step))
-    batches = prefetch((to_global(b, data_sharding) for b in host_batches), config.prefetch)
+    batches = data_lib.prefetch(
+      (data_lib.to_global(b, data_sharding) for b in host_batches), config.prefetch
+    )
     window_start, window_steps = time.time(), 0
     for step in range(start_step + 1, total_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, metrics = p_train_step(state, next(batches), dropout_rng, learning_rates[step - 1])
+        state, metrics = train_step_fn(state, next(batches), dropout_rng, learning_rates[step - 1])
       pending.append(metrics)
       window_steps += 1
       if step == start_step + 1:
@@ -454,6 +370,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     'step': int(state.step),
     'num_train_steps': total_steps,
     'num_params': int(num_params),
+    'input_shape': list(data.image_shape),
     'eval': eval_metrics,
     'wall_time_s': time.time() - start_time,
   }

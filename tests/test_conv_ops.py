@@ -107,7 +107,7 @@ def test_gradients_with_a_batch_sharded_over_an_explicit_mesh():
     return jnp.sum(x**2)
 
   want = jax.grad(loss, (0, 1))(x, ks, _reference)
-  x = jax.device_put(x, NamedSharding(mesh, P('data')))  # typed as sharded, as train.to_global
+  x = jax.device_put(x, NamedSharding(mesh, P('data')))  # typed as sharded, as data.to_global
   ks = jax.device_put(ks, NamedSharding(mesh, P()))
   got = jax.jit(jax.grad(loss, (0, 1)), static_argnums=2)(x, ks, _ours)
   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):

@@ -1,11 +1,15 @@
 """Input pipelines: shapes, dtypes and value ranges; augmentation in training only."""
 
+import collections
+import dataclasses
+
+import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from configs import cifar10_resnet20, resnet50
-from resnet_jax import input_pipeline
+from resnet_jax import data, input_pipeline
 
 
 def _first(iterator):
@@ -28,14 +32,22 @@ def test_digits_batches_have_documented_shapes_and_ranges(digits_config):
 
 def test_augmentation_in_training_only(digits_config):
   builder = input_pipeline.get_builder(digits_config)
-  start_pass, _ = input_pipeline.eval_batches(builder, digits_config, 360)
+  start_pass, _ = input_pipeline.eval_batches(
+    builder, digits_config, 360, data.eval_images(digits_config)
+  )
   first, second = _first(start_pass()), _first(start_pass())
   np.testing.assert_array_equal(first['image'], second['image'])  # eval is deterministic
+  spec = input_pipeline.DATASETS['digits']
+
+  def normalized(split):
+    raw = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    return (raw['image'].astype(np.float32) - spec.mean[0]) / spec.std[0]
+
+  # Evaluation at the images' own size: the test images themselves, in order.
+  np.testing.assert_array_equal(first['image'], normalized('test'))
   # Training: the same pipeline without augmentation would reproduce raw images exactly.
   train = _first(input_pipeline.train_batches(builder, digits_config, 1437))
-  raw = tfds.as_numpy(builder.as_dataset(split='train', batch_size=-1))
-  spec = input_pipeline.DATASETS['digits']
-  raw_images = (raw['image'].astype(np.float32) - spec.mean[0]) / spec.std[0]
+  raw_images = normalized('train')
   raw_set = {img.tobytes() for img in raw_images}
   shifted = sum(img.tobytes() not in raw_set for img in train['image'])
   assert shifted > 0.5 * len(train['image'])  # random crops move most images
@@ -62,16 +74,11 @@ def test_tfds_mock_data(config_module, tmp_path, monkeypatch):
   config.image_size = 32 if config.dataset == 'cifar10' else 64
   channels = 3
   with tfds.testing.mock_data(num_examples=40, policy=tfds.testing.MockPolicy.USE_CODE):
-    builder = input_pipeline.get_builder(config)
-    # Mocked builders know no split sizes; give them the mocked ones.
-    splits = [config.train_split, config.eval_split]
-    builder.info.set_splits(
-      tfds.core.SplitDict(
-        [tfds.core.SplitInfo(name=s, shard_lengths=[40], num_bytes=0) for s in splits]
-      )
-    )
+    builder = _mock_builder(config, {config.train_split: 40, config.eval_split: 40})
     train = _first(input_pipeline.train_batches(builder, config, 8))
-    start_pass, num_steps = input_pipeline.eval_batches(builder, config, 16)
+    start_pass, num_steps = input_pipeline.eval_batches(
+      builder, config, 16, data.eval_images(config)
+    )
     evals = list(start_pass())
   size = config.image_size
   assert train['image'].shape == (8, size, size, channels) and train['image'].dtype == np.float32
@@ -79,3 +86,131 @@ def test_tfds_mock_data(config_module, tmp_path, monkeypatch):
   assert len(evals) == num_steps == 3
   assert evals[0]['image'].shape == (16, size, size, channels)
   assert sum(b['mask'].sum() for b in evals) == 40
+
+
+def _mock_builder(config, split_sizes):
+  """A mocked TFDS builder whose splits have `split_sizes` (mocked builders know none)."""
+  builder = input_pipeline.get_builder(config)
+  builder.info.set_splits(
+    tfds.core.SplitDict(
+      [tfds.core.SplitInfo(name=s, shard_lengths=[n], num_bytes=0) for s, n in split_sizes.items()]
+    )
+  )
+  return builder
+
+
+def test_imagenet_ten_crop_centre_view_is_the_centre_crop(tmp_path, monkeypatch):
+  """The eval step's centre view of a 10-crop source is the pipeline's 'center' image."""
+  from resnet_jax import evaluation
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
+  config = resnet50.get_config()
+  config.data_dir = str(tmp_path)
+  config.image_size = 28  # Resized to 32 (28 / 0.875): 10-crop sources are 32 x 32.
+  images = {}
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    builder = _mock_builder(config, {'train': 8, 'validation': 8})
+    for protocol in ('center', '10crop'):
+      config.eval_protocol = protocol
+      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, data.eval_images(config))
+      images[protocol] = _first(start_pass())['image']
+  assert images['center'].shape == (8, 28, 28, 3) and images['10crop'].shape == (8, 32, 32, 3)
+  centre_view = np.asarray(evaluation.ten_crops(images['10crop'], 28)[4])
+  np.testing.assert_array_equal(centre_view, images['center'])
+
+
+def test_cifar_45k_5k_validation_protocol(tmp_path, monkeypatch):
+  """He 2015's hyper-parameter split: the first 45k training images, validated on the last 5k."""
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
+  config = cifar10_resnet20.get_config()
+  config.data_dir = str(tmp_path)
+  config.train_split, config.eval_split = 'train[:45000]', 'train[45000:]'
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    builder = _mock_builder(config, {'train': 50_000, 'test': 10_000})
+    assert input_pipeline.num_train_examples(builder, config) == 45_000
+    _, eval_steps = input_pipeline.eval_batches(builder, config, 500, data.eval_images(config))
+    # Two processes read halves of each part, as the pipeline splits them.
+    sizes = {
+      split: [
+        builder.info.splits[
+          tfds.split_for_jax_process(split, process_index=i, process_count=2, drop_remainder=drop)
+        ].num_examples
+        for i in range(2)
+      ]
+      for split, drop in (('train[:45000]', True), ('train[45000:]', False))
+    }
+  assert eval_steps == 10  # 5,000 images in batches of 500
+  assert sizes == {'train[:45000]': [22_500, 22_500], 'train[45000:]': [2_500, 2_500]}
+
+
+def _as_process(monkeypatch, index, count):
+  """Makes this process read the data as process `index` of `count` would."""
+  monkeypatch.setattr(jax, 'process_index', lambda: index)
+  monkeypatch.setattr(jax, 'process_count', lambda: count)
+
+
+def _without_augmentation(monkeypatch):
+  """Digits with a crop of the unpadded image: every training image is a raw one, findable."""
+  spec = dataclasses.replace(input_pipeline.DATASETS['digits'], pad=0)
+  monkeypatch.setitem(input_pipeline.DATASETS, 'digits', spec)
+
+
+def _raw_images(builder, split):
+  raw = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  spec = input_pipeline.DATASETS['digits']
+  return collections.Counter(
+    ((img.astype(np.float32) - spec.mean[0]) / spec.std[0]).tobytes() for img in raw['image']
+  )
+
+
+def test_processes_train_on_their_rows_of_the_same_global_batches(digits_config, monkeypatch):
+  """Cached data: process p's batch is rows p*b..(p+1)*b of the one-process global batch."""
+  builder = input_pipeline.get_builder(digits_config)
+  one_process = input_pipeline.train_batches(builder, digits_config, 64, start_step=20)
+  expected = [next(one_process) for _ in range(4)]  # 22 steps per epoch: crosses an epoch
+  num_processes, host_batch = 4, 16
+  for process in range(num_processes):
+    _as_process(monkeypatch, process, num_processes)
+    batches = input_pipeline.train_batches(builder, digits_config, host_batch, start_step=20)
+    rows = slice(process * host_batch, (process + 1) * host_batch)
+    for want in expected:
+      got = next(batches)
+      np.testing.assert_array_equal(got['image'], want['image'][rows])
+      np.testing.assert_array_equal(got['label'], want['label'][rows])
+
+
+@pytest.mark.parametrize('cache', [True, False], ids=['cached', 'streamed'])
+def test_an_epoch_of_all_processes_uses_each_example_at_most_once(
+  digits_config, monkeypatch, cache
+):
+  """The processes' slices are disjoint and together make up the epoch (less a remainder)."""
+  _without_augmentation(monkeypatch)
+  digits_config.cache = cache
+  builder = input_pipeline.get_builder(digits_config)
+  raw = _raw_images(builder, 'train')
+  num_processes, host_batch = 3, 16
+  seen = collections.Counter()
+  for process in range(num_processes):
+    _as_process(monkeypatch, process, num_processes)
+    batches = input_pipeline.train_batches(builder, digits_config, host_batch)
+    # 1437 examples: 29 global batches of 48 when cached; 479 per process, 29 of 16, streamed.
+    for _ in range(29):
+      seen.update(image.tobytes() for image in next(batches)['image'])
+  assert seen.total() == 29 * 48
+  assert seen <= raw  # No example twice: every image is a raw one, at most as often.
+
+
+def test_evaluation_reads_every_example_once_over_all_processes(digits_config, monkeypatch):
+  builder = input_pipeline.get_builder(digits_config)
+  raw = _raw_images(builder, 'test')
+  eval_images = data.eval_images(digits_config)
+  seen, steps = collections.Counter(), set()
+  for process in range(4):
+    _as_process(monkeypatch, process, 4)
+    start_pass, num_steps = input_pipeline.eval_batches(builder, digits_config, 40, eval_images)
+    batches = list(start_pass())
+    steps.add((len(batches), num_steps))
+    for batch in batches:
+      seen.update(img.tobytes() for img, m in zip(batch['image'], batch['mask'], strict=True) if m)
+  assert steps == {(3, 3)}  # 90 examples per process, 3 batches of 40, the last one padded
+  assert seen == raw

@@ -38,6 +38,7 @@ def write_run(workdir, name, model, seed, test_top1, steps=(50, 100), **config_f
     'step': steps[-1],
     'num_train_steps': steps[-1],
     'num_params': 1000,
+    'input_shape': [config.image_size, config.image_size, 1],
     'eval': {'loss': 0.5, 'top1': test_top1, 'top5': 1.0},
     'wall_time_s': 60.0,
   }

@@ -1,0 +1,130 @@
+"""The configured dataset as the training loop sees it: train batches from any step, eval passes.
+
+TensorFlow is imported only when a TFDS dataset is read, so fake-data runs never need it.
+"""
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+
+from resnet_jax import fake_data
+
+Batch = dict[str, np.ndarray]
+
+# See `resnet_jax.evaluation` and configs/default.py.
+EVAL_PROTOCOLS = ('center', '10crop', 'multiscale')
+
+
+class EvalData(NamedTuple):
+  """One evaluation split as this process reads it.
+
+  Every process runs `num_steps` batches per pass; examples past the end of its slice are
+  padding with mask 0, so mask-weighted metrics count every example of the split once.
+  """
+
+  start_pass: Callable[[], Iterator[Batch]]
+  num_steps: int
+
+
+class EvalImage(NamedTuple):
+  """An image made of each evaluation example: the shorter side resized, the centre cropped."""
+
+  resize: int  # Shorter side after an antialiased bilinear resize, pixels.
+  crop: int  # Side of the central square kept, pixels.
+
+
+def eval_image_size(config: ml_collections.ConfigDict) -> int:
+  """Side of the images the network classifies in 'center' and '10crop' evaluation."""
+  return config.eval_image_size or config.image_size
+
+
+def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
+  """The images the input pipeline makes of each evaluation example, by `config.eval_protocol`.
+
+  'center': the centre crop. '10crop': the whole central square of the same resized image,
+  from which the eval step takes its ten crops. 'multiscale': the central square of the image
+  resized to each of `config.eval_sizes`, so that batches have one shape per size.
+  """
+  protocol = config.eval_protocol
+  if protocol not in EVAL_PROTOCOLS:
+    raise ValueError(
+      f'Unknown config.eval_protocol={protocol!r}; valid protocols: {", ".join(EVAL_PROTOCOLS)}.'
+    )
+  if not 0 < config.eval_crop_fraction <= 1:
+    raise ValueError(
+      f'config.eval_crop_fraction={config.eval_crop_fraction} must be in (0, 1]: the share of '
+      "the resized image's shorter side that the centre crop keeps (0.875: 224 of 256)."
+    )
+  size = eval_image_size(config)
+  resize = round(size / config.eval_crop_fraction)
+  if protocol == 'center':
+    return (EvalImage(resize, size),)
+  if protocol == '10crop':
+    return (EvalImage(resize, resize),)
+  if not config.eval_sizes or min(config.eval_sizes) <= 0:
+    raise ValueError(
+      f"config.eval_protocol='multiscale' needs positive image sides in config.eval_sizes, got "
+      f'{tuple(config.eval_sizes)}; He 2015 (Table 4) uses '
+      "--config.eval_sizes='(224, 256, 384, 480, 640)'."
+    )
+  return tuple(EvalImage(s, s) for s in config.eval_sizes)
+
+
+class Data:
+  """The configured dataset: train batches from any step, eval passes, shapes, epoch length."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.host_batch = config.batch_size // jax.process_count()
+    self.host_eval_batch = config.eval_batch_size // jax.process_count()
+    self.eval_images = eval_images(config)  # Checked before TensorFlow is imported.
+    if config.dataset == 'fake':
+      self.pipeline = self.builder = None
+      self.num_train_examples = fake_data.NUM_TRAIN_EXAMPLES
+      channels = fake_data.CHANNELS
+    else:
+      from resnet_jax import input_pipeline  # Imported here: it imports TensorFlow.
+
+      self.pipeline = input_pipeline
+      self.builder = input_pipeline.get_builder(config)
+      self.num_train_examples = input_pipeline.num_train_examples(self.builder, config)
+      channels = input_pipeline.num_channels(config)
+    # Height, width, channels of one training image.
+    self.image_shape = (config.image_size, config.image_size, channels)
+
+  @property
+  def steps_per_epoch(self) -> int:
+    return max(self.num_train_examples // self.config.batch_size, 1)
+
+  def train(self, start_step: int) -> Iterator[Batch]:
+    if self.pipeline is None:
+      return fake_data.train_batches(self.config, self.host_batch, start_step)
+    return self.pipeline.train_batches(self.builder, self.config, self.host_batch, start_step)
+
+  def eval(self) -> EvalData:
+    if self.pipeline is None:
+      batches = fake_data.eval_batches(self.config, self.host_eval_batch, self.eval_images)
+    else:
+      batches = self.pipeline.eval_batches(
+        self.builder, self.config, self.host_eval_batch, self.eval_images
+      )
+    return EvalData(*batches)
+
+
+def to_global(batch: Batch, sharding: NamedSharding) -> dict[str, jax.Array]:
+  """Assembles each process's slice into one global array sharded over the mesh."""
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
+
+
+def prefetch(iterator: Iterator, size: int) -> Iterator:
+  """Keeps `size` batches on their way to the devices while the current step runs."""
+  queue = list(itertools.islice(iterator, size))
+  for item in iterator:
+    queue.append(item)
+    yield queue.pop(0)
+  yield from queue

@@ -1,0 +1,125 @@
+"""Evaluation over a device mesh: the protocols of He et al. 2015 and their metrics.
+
+'center' classifies one centre crop. '10crop' averages the softmax over the four corner crops
+and the centre crop of the resized image, and their mirror images (He 2015, Table 3, after
+Krizhevsky et al. 2012). 'multiscale' runs the network fully convolutionally on the image at
+several sizes and averages the softmax (He 2015, Table 4). The input pipeline delivers the
+resized images (`data.eval_images`); the crops are taken here, on the device.
+"""
+
+import functools
+import itertools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+from absl import logging
+from clu import metrics as clu_metrics
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from resnet_jax import data as data_lib
+
+# A pass that runs longer than this logs its progress this often, seconds.
+PROGRESS_EVERY_S = 10.0
+
+
+@flax.struct.dataclass
+class EvalMetrics(clu_metrics.Collection):
+  """Means over the examples of an evaluation pass; padding (mask 0) never counts."""
+
+  loss: clu_metrics.Average.from_output('loss')
+  top1: clu_metrics.Accuracy
+  top5: clu_metrics.Average.from_output('top5')
+
+
+def ten_crops(images: jax.Array, size: int) -> jax.Array:
+  """[10, batch, size, size, C]: four corners and the centre, then the same mirrored."""
+  height, width = images.shape[1:3]
+  bottom, right = height - size, width - size
+  corners = [(0, 0), (0, right), (bottom, 0), (bottom, right), (bottom // 2, right // 2)]
+  crops = [images[:, y : y + size, x : x + size] for y, x in corners]
+  return jnp.stack(crops + [crop[:, :, ::-1] for crop in crops])
+
+
+def log_probabilities(
+  apply_fn: Callable[[jax.Array], jax.Array],
+  image: jax.Array | tuple[jax.Array, ...],
+  protocol: str,
+  crop_size: int,
+) -> jax.Array:
+  """Log of the softmax averaged over the protocol's views of each image, [batch, classes]."""
+  if protocol == '10crop':
+    # One view at a time: the memory of a centre-crop pass, one compiled network.
+    views = jax.lax.map(
+      lambda view: jax.nn.log_softmax(apply_fn(view)), ten_crops(image, crop_size)
+    )
+  else:  # 'center': one image; 'multiscale': one image per size, each its own program.
+    images = image if isinstance(image, tuple) else (image,)
+    views = jnp.stack([jax.nn.log_softmax(apply_fn(x)) for x in images])
+  return jax.nn.logsumexp(views, axis=0) - jnp.log(views.shape[0])
+
+
+def eval_step(
+  state: Any, metrics: EvalMetrics, batch: dict[str, Any], protocol: str, crop_size: int
+) -> EvalMetrics:
+  """Adds one batch to `metrics`; merging inside the step keeps the host out of the pass."""
+
+  def apply_fn(images):
+    variables = {'params': state.params, 'batch_stats': state.batch_stats}
+    return state.apply_fn(variables, images, train=False).astype(jnp.float32)
+
+  log_probs = log_probabilities(apply_fn, batch['image'], protocol, crop_size)
+  labels = batch['label']
+  top5 = jax.lax.top_k(log_probs, min(5, log_probs.shape[-1]))[1]
+  return metrics.merge(
+    EvalMetrics.single_from_model_output(
+      logits=log_probs,
+      labels=labels,
+      loss=-jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0],
+      top5=jnp.any(top5 == labels[:, None], axis=-1),
+      mask=batch['mask'] > 0,
+    )
+  )
+
+
+def jit_eval_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Callable:
+  """The compiled eval step of `config.eval_protocol`: state replicated, batch sharded."""
+  replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  step = functools.partial(
+    eval_step, protocol=config.eval_protocol, crop_size=data_lib.eval_image_size(config)
+  )
+  return jax.jit(step, in_shardings=(replicated, replicated, data), out_shardings=replicated)
+
+
+def evaluate(
+  state: Any,
+  eval_step_fn: Callable,
+  eval_data: data_lib.EvalData,
+  sharding: NamedSharding,
+) -> dict[str, float]:
+  """Loss, top-1 and top-5 over one pass of the eval split, and the number of examples.
+
+  A pass longer than `PROGRESS_EVERY_S` logs batches done and images/s (padding included)
+  that often.
+  """
+  metrics = EvalMetrics.empty()
+  start = last_log = time.time()
+  for done, batch in enumerate(itertools.islice(eval_data.start_pass(), eval_data.num_steps), 1):
+    metrics = eval_step_fn(state, metrics, data_lib.to_global(batch, sharding))
+    images_per_batch = len(batch['mask']) * jax.process_count()
+    if time.time() - last_log > PROGRESS_EVERY_S and done < eval_data.num_steps:
+      jax.block_until_ready(metrics)  # The rate of finished batches, not of dispatched ones.
+      last_log = time.time()
+      logging.info(
+        'Evaluation: %d/%d batches, %.1f images/s',
+        done,
+        eval_data.num_steps,
+        done * images_per_batch / (last_log - start),
+      )
+  metrics = jax.device_get(metrics)
+  return {k: float(v) for k, v in metrics.compute().items()} | {'count': int(metrics.top1.count)}

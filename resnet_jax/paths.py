@@ -1,0 +1,28 @@
+"""A run's files on any filesystem: local paths and bucket URLs (gs://, s3://) alike.
+
+Everything that reads or writes a run's files (workdir, checkpoints, metrics, summaries,
+sweeps, reports, converted weights) takes its paths through `resolve`, so that a bucket works
+wherever a local directory does. Reading and writing goes through `etils.epath`, which hands
+URLs to TensorFlow's filesystems (or to fsspec's without TensorFlow); Orbax writes arrays
+through TensorStore, which speaks gs:// itself.
+"""
+
+import os
+
+from etils import epath
+
+
+def is_url(path: str | os.PathLike) -> bool:
+  """Whether `path` names an object store (gs://bucket/...) rather than a local path."""
+  return '://' in os.fspath(path)
+
+
+def resolve(path: str | os.PathLike) -> epath.Path:
+  """`path` as an `epath.Path`: local paths made absolute (Orbax needs them so), URLs as given.
+
+  `os.path.abspath('gs://b/run')` would make a local directory named `gs:`; this never does.
+  """
+  path = epath.Path(path)
+  if is_url(path):
+    return path
+  return path.expanduser().absolute()

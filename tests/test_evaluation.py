@@ -1,0 +1,238 @@
+"""Evaluation protocols (centre, 10-crop, multi-scale): views, averaging, masks and counts."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from configs import quickstart
+from conftest import REPO
+from resnet_jax import data, evaluation, fake_data, models, train
+
+
+@pytest.fixture(scope='module')
+def state():
+  """An untrained cifar_resnet8 on one-channel images, with BatchNorm in inference mode."""
+  model = models.create_model('cifar_resnet8', num_classes=10)
+  sharding = NamedSharding(train.make_mesh(), P())
+  return train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), sharding)
+
+
+def _apply(state):
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  return jax.jit(lambda x: state.apply_fn(variables, x, train=False).astype(jnp.float32))
+
+
+def _run(state, protocol, batch, crop_size=8):
+  step = jax.jit(evaluation.eval_step, static_argnames=('protocol', 'crop_size'))
+  metrics = step(
+    state, evaluation.EvalMetrics.empty(), batch, protocol=protocol, crop_size=crop_size
+  )
+  return metrics.compute() | {'count': int(metrics.top1.count)}
+
+
+def test_ten_crops_are_the_corners_the_centre_and_their_mirrors():
+  images = np.arange(2 * 6 * 7 * 1, dtype=np.float32).reshape(2, 6, 7, 1)
+  crops = np.asarray(evaluation.ten_crops(jnp.asarray(images), 4))
+  expected = [images[:, y : y + 4, x : x + 4] for y, x in ((0, 0), (0, 3), (2, 0), (2, 3), (1, 1))]
+  expected += [e[:, :, ::-1] for e in expected]
+  np.testing.assert_array_equal(crops, np.stack(expected))
+
+
+def test_ten_crop_of_a_constant_image_equals_the_centre_crop(state):
+  values = np.array([-1.0, 0.0, 0.5, 2.0], np.float32)[:, None, None, None]
+  labels = np.array([3, 1, 4, 1], np.int32)
+  mask = np.array([1, 1, 1, 0], np.float32)
+  centre = {'image': np.ones((4, 8, 8, 1), np.float32) * values, 'label': labels, 'mask': mask}
+  source = {'image': np.ones((4, 12, 12, 1), np.float32) * values, 'label': labels, 'mask': mask}
+  expected, got = _run(state, 'center', centre), _run(state, '10crop', source)
+  assert expected['count'] == got['count'] == 3
+  for name in ('loss', 'top1', 'top5'):
+    assert float(got[name]) == pytest.approx(float(expected[name]), rel=1e-5), name
+
+
+def test_ten_crop_averages_the_softmax_of_its_views(state):
+  images = jax.random.normal(jax.random.key(1), (3, 12, 12, 1))
+  apply = _apply(state)
+  got = jnp.exp(evaluation.log_probabilities(apply, images, '10crop', 8))
+  views = evaluation.ten_crops(images, 8)
+  expected = jnp.mean(jnp.stack([jax.nn.softmax(apply(v)) for v in views]), axis=0)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+  centre = jax.nn.softmax(apply(views[4]))
+  assert not np.allclose(got, centre, atol=1e-4)  # The views do differ.
+
+
+def test_multiscale_averages_the_softmax_over_sizes(state):
+  small = jax.random.normal(jax.random.key(2), (3, 8, 8, 1))
+  large = jax.image.resize(small, (3, 12, 12, 1), 'bilinear')
+  apply = _apply(state)
+  got = jnp.exp(evaluation.log_probabilities(apply, (small, large), 'multiscale', 0))
+  expected = (jax.nn.softmax(apply(small)) + jax.nn.softmax(apply(large))) / 2
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+
+
+def _digits(config, protocol, **fields):
+  config.eval_protocol = protocol
+  for name, value in fields.items():
+    config[name] = value
+  return data.Data(config)
+
+
+PROTOCOLS = {
+  'center': {},
+  # Crops of 6 pixels out of the whole 8-pixel digit (6 / 0.75 = 8).
+  '10crop': {'eval_image_size': 6, 'eval_crop_fraction': 0.75},
+  'multiscale': {'eval_sizes': (8, 12)},
+}
+
+
+@pytest.mark.slow
+def test_ten_crop_counts_each_example_once(digits_config, state):
+  """End to end; the multi-scale test below does the same for 'center' and 'multiscale'."""
+  config = digits_config
+  config.eval_batch_size = 64
+  eval_data = _digits(config, '10crop', **PROTOCOLS['10crop']).eval()
+  mesh = train.make_mesh()
+  step = evaluation.jit_eval_step(config, mesh)
+  metrics = evaluation.evaluate(state, step, eval_data, NamedSharding(mesh, P('data')))
+  assert metrics['count'] == 360
+  assert 0.0 <= metrics['top1'] <= metrics['top5'] <= 1.0
+
+
+@pytest.mark.parametrize('protocol', PROTOCOLS)
+def test_every_protocol_splits_the_examples_over_processes(digits_config, monkeypatch, protocol):
+  """Two processes read disjoint halves in equal numbers of batches; together, every example."""
+  from resnet_jax import input_pipeline
+
+  config = digits_config
+  monkeypatch.setattr(jax, 'process_count', lambda: 2)
+  builder = input_pipeline.get_builder(config)
+  images = _digits(config, protocol, **PROTOCOLS[protocol]).eval_images
+  labels, steps = [], set()
+  for index in (0, 1):
+    monkeypatch.setattr(jax, 'process_index', lambda index=index: index)
+    start_pass, num_steps = input_pipeline.eval_batches(builder, config, 32, images)
+    batches = list(start_pass())
+    steps |= {num_steps, len(batches)}
+    for batch in batches:
+      shapes = [x.shape for x in jax.tree.leaves(batch['image'])]
+      assert shapes == [(32, image.crop, image.crop, 1) for image in images]
+      labels.append(batch['label'][batch['mask'] == 1])
+  assert steps == {6}  # ceil(180 / 32)
+  reference = input_pipeline.tfds.as_numpy(builder.as_dataset(split='test', batch_size=-1))
+  np.testing.assert_array_equal(np.sort(np.concatenate(labels)), np.sort(reference['label']))
+
+
+def test_multiscale_with_one_size_equals_centre_at_that_size(digits_config, state):
+  mesh = train.make_mesh()
+  results = []
+  for protocol, fields in (
+    ('center', {'eval_image_size': 12}),
+    ('multiscale', {'eval_sizes': (12,)}),
+  ):
+    config = digits_config.copy_and_resolve_references()
+    eval_data = _digits(config, protocol, **fields).eval()
+    step = evaluation.jit_eval_step(config, mesh)
+    results.append(evaluation.evaluate(state, step, eval_data, NamedSharding(mesh, P('data'))))
+  assert results[0] == results[1]
+  assert results[0]['count'] == 360
+
+
+def test_fake_data_evaluates_the_configured_number_of_batches():
+  config = quickstart.get_config()
+  config.dataset, config.eval_protocol, config.eval_sizes = 'fake', 'multiscale', (8, 16)
+  config.fake_eval_batches = 3
+  start_pass, num_steps = fake_data.eval_batches(config, 4, data.eval_images(config))
+  batches = list(start_pass())
+  assert num_steps == len(batches) == 3
+  assert [x.shape for x in batches[0]['image']] == [(4, 8, 8, 3), (4, 16, 16, 3)]
+
+
+def test_long_evaluation_logs_its_progress(state, monkeypatch, caplog):
+  monkeypatch.setattr(evaluation, 'PROGRESS_EVERY_S', -1.0)  # Log after every batch.
+  batch = {
+    'image': np.zeros((8, 8, 8, 1), np.float32),
+    'label': np.zeros(8, np.int32),
+    'mask': np.ones(8, np.float32),
+  }
+  eval_data = data.EvalData(lambda: iter([batch] * 3), 3)
+  config = quickstart.get_config()
+  mesh = train.make_mesh()
+  with caplog.at_level(logging.INFO):
+    evaluation.evaluate(
+      state, evaluation.jit_eval_step(config, mesh), eval_data, NamedSharding(mesh, P('data'))
+    )
+  progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith('Evaluation:')]
+  assert [p.split(',')[0] for p in progress] == [
+    'Evaluation: 1/3 batches',
+    'Evaluation: 2/3 batches',
+  ]
+  assert all(p.endswith('images/s') for p in progress)
+
+
+@pytest.mark.parametrize(
+  'fields, message',
+  [
+    ({'eval_protocol': 'tencrop'}, "Unknown config.eval_protocol='tencrop'.*center, 10crop"),
+    ({'eval_protocol': 'multiscale'}, r'needs positive image sides in config.eval_sizes, got \(\)'),
+    ({'eval_crop_fraction': 1.2}, r'eval_crop_fraction=1.2 must be in \(0, 1\]'),
+  ],
+)
+def test_invalid_protocol_settings_say_what_is_valid(fields, message):
+  config = quickstart.get_config()
+  config.update(fields)
+  with pytest.raises(ValueError, match=message):
+    data.eval_images(config)
+
+
+_EIGHT_DEVICES_CHECK = """
+import jax, numpy as np, optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from configs import quickstart
+from resnet_jax import data, evaluation, models, train
+
+assert jax.device_count() == 8
+config = quickstart.get_config()
+config.eval_image_size, config.eval_sizes = 8, (8, 12)
+model = models.create_model('cifar_resnet8', num_classes=10)
+rng = np.random.default_rng(0)
+images = {
+  '10crop': rng.standard_normal((32, 12, 12, 1), np.float32),
+  'multiscale': tuple(rng.standard_normal((32, s, s, 1), np.float32) for s in (8, 12)),
+}
+labels = rng.integers(0, 10, 32).astype(np.int32)
+mask = (np.arange(32) < 27).astype(np.float32)  # Padding at the end, as in a last batch.
+results = {}
+for devices in (jax.devices()[:1], jax.devices()):
+  mesh = Mesh(np.array(devices), ('data',))
+  state = train.create_train_state(
+    model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), NamedSharding(mesh, P()))
+  for protocol, image in images.items():
+    config.eval_protocol = protocol
+    eval_data = data.EvalData(lambda: iter([{'image': image, 'label': labels, 'mask': mask}]), 1)
+    results[protocol, len(devices)] = evaluation.evaluate(
+      state, evaluation.jit_eval_step(config, mesh), eval_data, NamedSharding(mesh, P('data')))
+for protocol in images:
+  one, eight = results[protocol, 1], results[protocol, 8]
+  assert one['count'] == eight['count'] == 27, (protocol, one, eight)
+  for name in ('loss', 'top1', 'top5'):
+    np.testing.assert_allclose(one[name], eight[name], rtol=1e-5, err_msg=protocol)
+print('EQUAL')
+"""
+
+
+@pytest.mark.slow
+def test_ten_crop_and_multiscale_on_eight_devices_equal_one_device():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
+  result = subprocess.run(
+    [sys.executable, '-c', _EIGHT_DEVICES_CHECK], cwd=REPO, env=env, capture_output=True, text=True
+  )
+  assert result.returncode == 0 and 'EQUAL' in result.stdout, result.stderr[-3000:]
