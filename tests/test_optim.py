@@ -1,5 +1,7 @@
 """Optimizers, the weight-decay mask and learning-rate schedules against their definitions."""
 
+import os
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,7 +11,8 @@ import pytest
 from flax import traverse_util
 
 from configs import cifar10_resnet20, default, resnet50, resnet50_b4096, resnet50_lars_b32k
-from resnet_jax import models, optim, train
+from conftest import REPO
+from resnet_jax import models, optim, sweep, train
 
 IMAGENET_TRAIN = 1_281_167
 
@@ -64,6 +67,17 @@ def test_constant_warmup_is_he_2015_recipe_for_resnet110():
   np.testing.assert_allclose(lr[400:32_000], 0.1)
   np.testing.assert_allclose(lr[32_000:48_000], 0.01, rtol=1e-6)
   np.testing.assert_allclose(lr[48_000:], 0.001, rtol=1e-6)
+
+
+def test_he_2016_sweep_warms_up_every_run():
+  """He 2016, Appendix: "for all CIFAR experiments" lr 0.01 for the first 400 iterations."""
+  base, fixed, points = sweep.load_sweep(os.path.join(REPO, 'experiments', 'cifar10_preact.py'))
+  assert base == 'configs/cifar10_resnet20.py' and 'warmup_constant_steps' not in points[0]
+  config = cifar10_resnet20.get_config()
+  config.update(fixed)
+  lr = _table(config, steps_per_epoch=390, num_train_steps=64_000)
+  np.testing.assert_allclose(lr[:400], 0.01)
+  assert lr[400] == pytest.approx(0.1)
 
 
 def test_table_is_the_schedule_at_every_step():
