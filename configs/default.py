@@ -82,10 +82,11 @@ def get_config() -> ml_collections.ConfigDict:
   # 'sgd' (momentum SGD as in PyTorch, all three papers' optimizer), 'lars' (optax.lars, You et
   # al. 2017, for batches of 8k and more) or 'adamw' (optax.adamw).
   config.optimizer = 'sgd'
-  # Momentum of 'sgd' and 'lars'; Nesterov's form optional.
+  # Momentum of 'sgd' and 'lars', and Nesterov's form.
   config.momentum = 0.9
   config.nesterov = False
-  # LARS: trust ratio = coefficient * |w| / (|g + weight_decay * w| + eps), per parameter.
+  # LARS: trust ratio = coefficient * |w| / (|g + weight_decay * w| + eps), per layer (per block
+  # inside stacked runs of blocks).
   config.lars_trust_coefficient = 0.001
   config.lars_eps = 0.0
   # AdamW: decay rates of the first and second moment estimates.
@@ -119,7 +120,8 @@ def get_config() -> ml_collections.ConfigDict:
   # weight_decay, the papers' recipe); 'adamw' decouples it from the gradient.
   config.weight_decay = 1e-4
   # Whether weight decay also applies to BatchNorm scales and biases and to layer biases, as
-  # in the papers. False leaves them out (Goyal et al. 2017, the MLPerf LARS recipe).
+  # in the papers. False leaves them out, and with 'lars' also out of the trust ratio (Goyal et
+  # al. 2017, the MLPerf LARS recipe).
   config.weight_decay_bn_and_bias = True
   # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
@@ -127,7 +129,7 @@ def get_config() -> ml_collections.ConfigDict:
   # --- Bookkeeping ---------------------------------------------------------------------------
   # Seed of parameter initialisation, data order, augmentation and dropout.
   config.seed = 0
-  # Train metrics (loss, top-1, learning rate, images/s) every N steps.
+  # Train metrics (loss, top-1, learning rate, images/s, input wait) every N steps.
   config.log_every_steps = 100
   # Evaluate every N steps (0: only at the end).
   config.eval_every_steps = 0
