@@ -273,8 +273,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
   eval_data = data.eval()
-  rng = jax.random.key(config.seed)
-  init_rng, dropout_rng = jax.random.split(rng)
+  # Parameters are drawn with XLA's RngBitGenerator: on XLA:CPU its initialisation program
+  # compiles about 3x faster than threefry's, and the state is replicated, so the values do not
+  # depend on the device count (tested). Dropout keeps threefry, keyed by (seed, step).
+  init_rng = jax.random.key(config.seed, impl='rbg')
+  dropout_rng = jax.random.key(config.seed)
   state = create_train_state(
     model, optim.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
   )
