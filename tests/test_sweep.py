@@ -76,6 +76,7 @@ def test_shipped_sweep_expands(name, monkeypatch, tmp_path):
     assert point.command()[:3] == ['python', '-m', 'resnet_jax.main']
 
 
+@pytest.mark.slow
 def test_unknown_field_is_rejected_by_name(monkeypatch, tmp_path):
   monkeypatch.chdir(REPO)
   path = write_sweep(
@@ -113,6 +114,7 @@ def test_bad_value_and_unknown_model_are_rejected(monkeypatch, tmp_path):
     sweep.expand(path, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_dry_run_prints_main_commands(monkeypatch, tmp_path):
   monkeypatch.chdir(REPO)
   result = subprocess.run(

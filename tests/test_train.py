@@ -54,6 +54,7 @@ def test_unprepared_imagenet_says_how_to_prepare(tmp_path):
   assert 'tfds build imagenet2012' in str(error.value)
 
 
+@pytest.mark.slow
 def test_main_reports_unprepared_dataset_and_exits_nonzero(tmp_path):
   from conftest import run_main
 
@@ -67,6 +68,7 @@ def test_main_reports_unprepared_dataset_and_exits_nonzero(tmp_path):
   assert 'error: Dataset' in result.stderr and 'manual download' in result.stderr
 
 
+@pytest.mark.slow
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(digits_config, tmp_path):
   import orbax.checkpoint as ocp
 
@@ -115,6 +117,7 @@ def test_eval_counts_every_example_once(digits_config):
   assert 0.0 <= metrics['top1'] <= metrics['top5'] <= 1.0
 
 
+@pytest.mark.slow
 def test_training_reduces_loss(digits_config, tmp_path):
   config = digits_config
   config.num_train_steps = 60
@@ -160,6 +163,7 @@ print('EQUAL')
 """
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one_device_for_the_global_batch():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   result = subprocess.run(
@@ -172,6 +176,7 @@ def test_eight_devices_equal_one_device_for_the_global_batch():
   assert result.returncode == 0 and 'EQUAL' in result.stdout, result.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_fake_data_runs_without_tensorflow(tmp_path):
   """GPU/TPU benchmark machines often lack TensorFlow: fake data must not import it."""
   code = textwrap.dedent(f"""
