@@ -260,6 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json."""
   start_time = time.time()
   workdir = os.path.abspath(workdir)
+  optim.validate(config)  # before any data is read
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   model = create_model(config)

@@ -11,7 +11,7 @@ import pytest
 from flax import traverse_util
 
 from configs import cifar10_resnet20, default, resnet50, resnet50_b4096, resnet50_lars_b32k
-from conftest import REPO
+from conftest import REPO, run_main
 from resnet_jax import models, optim, sweep, train
 
 IMAGENET_TRAIN = 1_281_167
@@ -299,3 +299,11 @@ def test_large_batch_recipe_trains_three_steps_on_fake_data(recipe, tmp_path):
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary['step'] == 3 and summary['dtype'] == 'bfloat16'
   assert np.isfinite(summary['eval']['loss'])
+
+
+@pytest.mark.slow
+def test_main_reports_an_invalid_optimizer_in_one_paragraph(tmp_path):
+  result = run_main(tmp_path / 'run', '--config.optimizer=adam', check=False)
+  assert result.returncode == 1
+  assert "config.optimizer='adam' is not a valid choice; use one of 'sgd'" in result.stderr
+  assert 'Traceback' not in result.stderr
