@@ -3,7 +3,8 @@
 ResNet-110 (basic blocks) and ResNet-164 (bottleneck blocks), each with the original
 post-activation units of He 2015 and the full pre-activation units of He 2016, trained with
 the He 2015 CIFAR recipe of `configs/cifar10_resnet20.py`, 5 seeds each (the paper reports the
-median of 5 runs: 6.61 vs 6.37% error at 110 layers, 5.93 vs 5.46% at 164, Table 3).
+median of 5 runs: 6.61 vs 6.37% error at 110 layers, 5.93 vs 5.46% at 164, Table 3). As the
+paper's Appendix states for all its CIFAR runs, the first 400 iterations use lr 0.01.
 
   python -m resnet_jax.sweep --sweep=experiments/cifar10_preact.py --workdir=DIR
 """
@@ -16,5 +17,6 @@ MODELS = ('cifar_resnet110', 'cifar_preact_resnet110', 'cifar_resnet164', 'cifar
 def get_sweep():
   return {
     'config': 'configs/cifar10_resnet20.py',
+    'fixed': {'warmup_constant_steps': 400},
     'points': product(axis('model', MODELS), axis('seed', [0, 1, 2, 3, 4])),
   }

@@ -194,6 +194,7 @@ def test_wrong_model_lists_the_problems():
   assert 'no place for' not in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_restorable_checkpoint(tmp_path):
   state_dict, images, expected = load_fixture('cifar_resnet14_b')
   checkpoint = tmp_path / 'resnet14.npz'

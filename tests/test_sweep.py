@@ -75,6 +75,7 @@ def test_shipped_sweep_expands(name, monkeypatch, tmp_path):
     train.create_model(point.config)  # Raises for a name, depth or option the zoo lacks.
 
 
+@pytest.mark.slow
 def test_unknown_field_is_rejected_by_name(monkeypatch, tmp_path):
   monkeypatch.chdir(REPO)
   path = write_sweep(
@@ -112,6 +113,7 @@ def test_bad_value_and_unknown_model_are_rejected(monkeypatch, tmp_path):
     sweep.expand(path, str(tmp_path))
 
 
+@pytest.mark.slow
 def test_dry_run_prints_main_commands(monkeypatch, tmp_path):
   monkeypatch.chdir(REPO)
   result = subprocess.run(
