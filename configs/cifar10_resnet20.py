@@ -3,7 +3,7 @@
 Batch 128, SGD momentum 0.9, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k,
 weight decay 1e-4; 4-pixel padding, random 32x32 crop and horizontal flip. Other depths of
 the paper (32, 44, 56, 110, 1202) by override, e.g. `--config.depth=110`; the ResStage and
-iResNet families, which have no shortcut option, with `cifar10_iresnet.py`.
+iResNet families, which take no He 2015 shortcut option, with `cifar10_iresnet.py`.
 
 For ResNet-110 "the initial learning rate of 0.1 is slightly too large to start converging", so
 He 2015 uses "0.01 to warm up the training until the training error is below 80% (about 400

@@ -54,7 +54,7 @@ CASES = {
   'cifar_resstage_bottleneck': ('cifar_resstage47', dict(base_width=4), {}),
   'cifar_iresnet_basic': ('cifar_iresnet32', dict(base_width=4), {}),
   'cifar_iresnet_bottleneck': ('cifar_iresnet29', dict(base_width=4), {}),
-  'cifar_preact_basic': ('cifar_preact_resnet20', dict(base_width=8), {}),
+  'cifar_preact_basic': ('cifar_preact_resnet20', dict(base_width=8, shortcut='B'), {}),
   'cifar_preact_bottleneck': ('cifar_preact_resnet29', dict(base_width=4), {}),
 }
 

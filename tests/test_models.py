@@ -185,11 +185,11 @@ SMALL_NETWORKS = {
   'preact_resnet': (models.preact_resnet, tiny_dims((2, 2), True), {}),
   'cifar_preact_resnet': (models.preact_resnet, tiny_dims((2, 2), False, cifar=True), {}),
   'resstage': (models.resstage, tiny_dims((2, 4), True), {}),
-  'iresnet': (models.resstage, tiny_dims((3, 6), True), dict(improved=True)),
+  'iresnet': (models.resstage, tiny_dims((3, 6), True), dict(shortcut='improved')),
   'cifar_iresnet': (
     models.resstage,
     tiny_dims((2, 3), False, cifar=True),
-    dict(improved=True),
+    dict(shortcut='improved'),
   ),
 }
 
@@ -382,7 +382,7 @@ def test_padding_is_symmetric_like_pytorch():
     ('cifar_resnet20', {'shortcut': 'D'}, "shortcut='D' is not one of"),
     ('resnet50', {'zero_init': True}, 'no option zero_init. Valid options: .*zero_init_residual'),
     ('preact_resnet50', {'zero_init_residual': True}, 'no option zero_init_residual'),
-    ('iresnet50', {'shortcut': 'A'}, 'no option shortcut'),
+    ('iresnet50', {'shortcut': 'A'}, "shortcut='A' is not one of 'B', 'improved'"),
     ('resnet18', {'groups': 32}, 'basic blocks, which support only groups=1'),
     ('iresnet50', {'depth': 60}, 'iresnet has no depth 60'),
   ],

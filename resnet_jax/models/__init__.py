@@ -18,11 +18,16 @@ import functools
 import inspect
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, get_args
 
 from resnet_jax.models.blocks import (
+  BNAfterAdditionBlock,
+  ModulatedShortcutBlock,
+  Modulation,
   PostActBlock,
   PreActBlock,
+  ReLUBeforeAdditionBlock,
+  ReLUPreActBlock,
   ResidualBlock,
   StageBlock,
   check_choice,
@@ -174,23 +179,44 @@ def _stages(dims: Dims, runs: RunsFn) -> tuple[StagePlan, ...]:
   return tuple(plans)
 
 
-def he2015_shortcut(
+def shortcut_kind(
   option: str, projection: str, in_features: int, features: int, strides: int
 ) -> str:
-  """The shortcut kind of He 2015's option A, B or C for one block: where the shape changes, A
-  pads with zeros and B projects (with `projection`); C projects in every block."""
-  changes = in_features != features or strides != 1
-  if option == 'C' or (option == 'B' and changes):
+  """The shortcut kind of one block for a network's `shortcut` option:
+
+  'A', 'B', 'C': He 2015. Where the shape changes, A pads with zeros and B projects (with
+                 `projection`); C projects in every block.
+  'none':        no shortcut (He 2015's plain networks).
+  'improved':    Duta 2020's improved shortcut: max-pool, 1x1 conv and BN where resolution and
+                 channels change; 1x1 conv and BN where only the channels change; max-pool alone
+                 where only the resolution changes.
+  """
+  more_features, strided = in_features != features, strides != 1
+  if option == 'none':
+    return 'none'
+  if option == 'improved' and (more_features or strided):
+    if not more_features:
+      return 'pool'
+    return 'pool_conv_bn' if strided else 'conv_bn'
+  if option == 'C' or (option == 'B' and (more_features or strided)):
     return projection
-  return 'zero_pad' if changes else 'identity'
+  return 'zero_pad' if more_features or strided else 'identity'
+
+
+def _stem_and_strides(dims: Dims, shortcut: str) -> Dims:
+  """With the improved shortcut, the ImageNet stem's max-pool moves into the first stage (Duta
+  2020): the stem does not pool, and the first stage strides, through its shortcut's max-pool."""
+  if shortcut != 'improved' or not dims.stem.pool:
+    return dims
+  stem = dataclasses.replace(dims.stem, pool=False)
+  return dataclasses.replace(dims, stem=stem, strides=(2,) * len(dims.strides))
 
 
 def _first_rest(
   dims: Dims, block: Callable, shortcut: str, projection: str, first: Callable[[int], dict]
 ) -> tuple[StagePlan, ...]:
   """Stages of a first block, which may stride and project, and a stacked run of the rest."""
-  check_choice('shortcut', shortcut, SHORTCUT_OPTIONS)
-  kind = functools.partial(he2015_shortcut, shortcut, projection)
+  kind = functools.partial(shortcut_kind, shortcut, projection)
 
   def runs(i: int, size: int, in_features: int, features: int, strides: int) -> tuple[Run, ...]:
     first_kind = kind(in_features, features, strides)
@@ -202,96 +228,141 @@ def _first_rest(
   return _stages(dims, runs)
 
 
+# He 2016 Fig. 4: where BN and ReLU sit in a post-activation network's units ('full_preactivation'
+# is `preact_resnet`).
+ACTIVATIONS = {
+  'original': PostActBlock,
+  'bn_after_addition': BNAfterAdditionBlock,
+  'relu_before_addition': ReLUBeforeAdditionBlock,
+  'relu_preactivation': ReLUPreActBlock,
+  'full_preactivation': PreActBlock,
+}
+
+
 def resnet(
   dims: Dims,
   *,
-  block_cls: type[ResidualBlock] = PostActBlock,
+  block_cls: type[ResidualBlock] | None = None,
   shortcut: str = 'B',
+  activation: str = 'original',
+  modulation: str | None = None,
+  shortcut_scale: float = 0.5,
+  residual_scale: float = 1.0,
+  gate_bias_init: float = -6.0,
+  shortcut_dropout: float = 0.5,
   stride_in_1x1: bool = False,
   zero_init_residual: bool = False,
   **options,
 ) -> ResNet:
   """He 2015's ResNet of post-activation blocks; projections are 1x1 conv + BN (torchvision).
 
-  `stride_in_1x1=True` strides a bottleneck on its first 1x1, as the 2015 paper ("v1"), not on
-  its 3x3 (torchvision's "v1.5"). `zero_init_residual` starts every block's last BN at 0.
+  `shortcut`: He 2015's option 'A', 'B' or 'C', 'none' for its plain networks, or Duta 2020's
+  'improved' shortcut (see `shortcut_kind`). `stride_in_1x1=True` strides a bottleneck on its
+  first 1x1, as the 2015 paper ("v1"), not on its 3x3 (torchvision's "v1.5").
+  `zero_init_residual` starts every block's last BN at 0.
+
+  He 2016's ablations: `activation` is one of the unit orderings of its Fig. 4 (`ACTIVATIONS`;
+  'relu_preactivation' ends the network with a ReLU, as the paper's last unit, and
+  'full_preactivation' is `preact_resnet`); `modulation` scales, gates or drops the shortcut as
+  its Table 1 (see `ModulatedShortcutBlock` for `shortcut_scale`, `residual_scale`,
+  `gate_bias_init` and `shortcut_dropout`). `block_cls` replaces the block class.
   """
+  check_choice('shortcut', shortcut, (*SHORTCUT_OPTIONS, 'none', 'improved'))
+  check_choice('activation', activation, tuple(ACTIVATIONS))
+  check_choice('modulation', modulation, (None, *get_args(Modulation)))
+  if activation == 'full_preactivation' and (modulation or zero_init_residual):
+    raise ValueError('modulation and zero_init_residual apply to post-activation units only.')
+  if activation == 'full_preactivation':
+    return preact_resnet(
+      dims, block_cls=block_cls, shortcut=shortcut, stride_in_1x1=stride_in_1x1, **options
+    )
+  unit, unit_options = ACTIVATIONS[activation], {}
+  if modulation is not None:
+    if activation != 'original':
+      raise ValueError(
+        f'modulation={modulation!r} modulates the original unit, not {activation!r}.'
+      )
+    unit = ModulatedShortcutBlock
+    unit_options = dict(
+      modulation=modulation,
+      shortcut_scale=shortcut_scale,
+      residual_scale=residual_scale,
+      gate_bias_init=gate_bias_init,
+      shortcut_dropout=shortcut_dropout,
+    )
   block = functools.partial(
-    block_cls,
+    block_cls or unit,
     bottleneck=dims.bottleneck,
     stride_in_1x1=stride_in_1x1,
     zero_init_last=zero_init_residual,
+    **unit_options,
   )
-  return ResNet(dims.stem, _first_rest(dims, block, shortcut, 'conv_bn', lambda i: {}), **options)
+  dims = _stem_and_strides(dims, shortcut)
+  stages = _first_rest(dims, block, shortcut, 'conv_bn', lambda i: {})
+  return ResNet(dims.stem, stages, final_act=activation == 'relu_preactivation', **options)
 
 
 def preact_resnet(
   dims: Dims,
   *,
-  block_cls: type[ResidualBlock] = PreActBlock,
-  shortcut: str = 'B',
+  block_cls: type[ResidualBlock] | None = None,
+  shortcut: str | None = None,
   stride_in_1x1: bool = False,
   **options,
 ) -> ResNet:
-  """He 2016's pre-activation ResNet, laid out as the authors' code (fb.resnet.torch
-  `preresnet.lua`, KaimingHe/resnet-1k-layers): projections are a 1x1 conv without BN (the sum
-  stays unnormalised), and a final BN-ReLU precedes the classifier.
+  """He 2016's pre-activation ResNet, laid out as the authors' code: fb.resnet.torch
+  `preresnet.lua` (ImageNet, CIFAR basic blocks) and KaimingHe/resnet-1k-layers
+  `resnet-pre-act.lua` (CIFAR bottlenecks). Projections are a 1x1 conv without BN (the sum stays
+  unnormalised), and a final BN-ReLU precedes the classifier.
 
-  The first block of a stage shares its pre-activation between both paths; the first block of
-  the network skips it if the stem just applied BN-ReLU (ImageNet).
+  `shortcut` is He 2015's option; None takes that code's: B on ImageNet, and on CIFAR A for basic
+  blocks (fb.resnet.torch's CIFAR default, ResNet-110) and B for bottlenecks (resnet-1k-layers,
+  ResNet-164 and -1001). The first block of a stage shares its pre-activation between both
+  paths; the first block of the network skips it if the stem just applied BN-ReLU (ImageNet).
   """
+  if shortcut is None:
+    shortcut = 'A' if not dims.stem.pool and not dims.bottleneck else 'B'
+  check_choice('shortcut', shortcut, SHORTCUT_OPTIONS)
   # The CIFAR stem is a convolution alone: the first block's pre-activation normalises it.
   stem = dataclasses.replace(dims.stem, norm=dims.stem.pool)
 
   def first(i: int) -> dict:
     return dict(preact='none' if i == 0 and stem.norm else 'shared')
 
-  block = functools.partial(block_cls, bottleneck=dims.bottleneck, stride_in_1x1=stride_in_1x1)
+  block = functools.partial(
+    block_cls or PreActBlock, bottleneck=dims.bottleneck, stride_in_1x1=stride_in_1x1
+  )
   stages = _first_rest(dims, block, shortcut, 'conv', first)
-  return ResNet(stem, stages, final_norm=True, **options)
-
-
-def improved_shortcut(improved: bool, in_features: int, features: int, strides: int) -> str:
-  """ResStage projects (strided 1x1 conv + BN) where the shape changes. iResNet's improved
-  shortcut: max-pool, 1x1 conv, BN where both resolution and channels change; 1x1 conv and BN
-  where only the channels change; max-pool alone where only the resolution changes."""
-  more_features, strided = in_features != features, strides != 1
-  if not (more_features or strided):
-    return 'identity'
-  if not improved:
-    return 'conv_bn'
-  if more_features and strided:
-    return 'pool_conv_bn'
-  return 'conv_bn' if more_features else 'pool'
+  return ResNet(stem, stages, final_norm=True, final_act=True, **options)
 
 
 def resstage(
   dims: Dims,
   *,
   block_cls: type[ResidualBlock] = StageBlock,
-  improved: bool = False,
+  shortcut: str = 'B',
   stride_in_1x1: bool = False,
   official_inplace_relu: bool = True,
   zero_init_residual: bool = False,
   **options,
 ) -> ResNet:
-  """Duta 2020's ResStage, and with `improved=True` iResNet, structured exactly as the official
-  code (github.com/iduta/iresnet). A stage of n >= 2 blocks is a start block, for n >= 3 a first
-  middle block without `bn0`, n - 3 identical middle blocks (stacked) and an end block; for
-  n = 2 the end block directly follows the start and has no `bn0` either.
+  """Duta 2020's ResStage, and with `shortcut='improved'` iResNet, structured exactly as the
+  official code (github.com/iduta/iresnet). A stage of n >= 2 blocks is a start block, for n >= 3
+  a first middle block without `bn0`, n - 3 identical middle blocks (stacked) and an end block;
+  for n = 2 the end block directly follows the start and has no `bn0` either.
 
-  iResNet adds the improved shortcut (`improved_shortcut`) and, on ImageNet, moves the stem's
-  max-pool into the first stage: the stem does not pool and every stage strides.
-  `zero_init_residual` starts the start blocks' last BN at 0 (see `StageBlock`).
+  The start block's shortcut projects where the shape changes ('B', 1x1 conv + BN), or is the
+  improved shortcut, with which the ImageNet stem's max-pool moves into the first stage (see
+  `shortcut_kind`). `zero_init_residual` starts the start blocks' last BN at 0 (see
+  `StageBlock`).
   """
+  check_choice('shortcut', shortcut, ('B', 'improved'))
   if min(dims.sizes) < 2:
     raise ValueError(
       f'Blocks per stage {dims.sizes}: every stage of a ResStage network needs a start and an '
       'end block, n >= 2 blocks per stage (CIFAR: depth 6n+2 or 9n+2 with n >= 2).'
     )
-  stem, strides = dims.stem, dims.strides
-  if improved and stem.pool:
-    stem, strides = dataclasses.replace(stem, pool=False), (2,) * len(strides)
+  dims = _stem_and_strides(dims, shortcut)
   block = functools.partial(
     block_cls,
     bottleneck=dims.bottleneck,
@@ -300,7 +371,7 @@ def resstage(
   )
 
   def runs(i: int, size: int, in_features: int, features: int, strides: int) -> tuple[Run, ...]:
-    kind = improved_shortcut(improved, in_features, features, strides)
+    kind = shortcut_kind(shortcut, 'conv_bn', in_features, features, strides)
     start = functools.partial(
       block, position='start', shortcut_kind=kind, zero_init_last=zero_init_residual
     )
@@ -315,7 +386,7 @@ def resstage(
       Run(END, end),
     )
 
-  return ResNet(stem, _stages(dataclasses.replace(dims, strides=strides), runs), **options)
+  return ResNet(dims.stem, _stages(dims, runs), **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -350,27 +421,39 @@ NETWORK_OPTIONS = ('num_classes', 'dropout_rate', 'dtype', 'unroll', 'remat')
 _IMAGENET = (18, 34, 50, 101, 152, 200)
 _RESGROUP = (50, 101, 152)
 _CIFAR_RESSTAGE = (20, 56, 110, 164, 1001, 1202, 3002)
+_CIFAR = dict(num_classes=10)
 FAMILIES: dict[str, Family] = {
-  # He 2015: torchvision's ResNet ("v1.5"); CIFAR with shortcut option A as in the paper.
+  # He 2015: torchvision's ResNet ("v1.5"). CIFAR: shortcut option A as in the paper, and
+  # bottlenecks that stride on their first 1x1 as the paper ("v1") and resnet-1k-layers.
   'resnet': Family(imagenet_dims, resnet, _IMAGENET),
   'cifar_resnet': Family(
-    cifar_dims, resnet, (20, 32, 44, 56, 110, 1202), dict(shortcut='A', num_classes=10)
+    cifar_dims,
+    resnet,
+    (20, 32, 44, 56, 110, 1202),
+    dict(shortcut='A', stride_in_1x1=True, **_CIFAR),
+  ),
+  # He 2015's plain networks (Table 2, Fig. 4 and 6): the ResNets without shortcuts.
+  'plain': Family(imagenet_dims, resnet, (18, 34), dict(shortcut='none')),
+  'cifar_plain': Family(
+    cifar_dims, resnet, (20, 32, 44, 56, 110), dict(shortcut='none', stride_in_1x1=True, **_CIFAR)
   ),
   # He 2016 pre-activation; CIFAR bottlenecks stride on their first 1x1 as resnet-1k-layers.
   'preact_resnet': Family(imagenet_dims, preact_resnet, _IMAGENET),
   'cifar_preact_resnet': Family(
-    cifar_dims, preact_resnet, (110, 164, 1001), dict(stride_in_1x1=True, num_classes=10)
+    cifar_dims, preact_resnet, (110, 164, 1001), dict(stride_in_1x1=True, **_CIFAR)
   ),
   # Duta 2020, official iResNet code; ResGroup: ResNet with wide grouped bottlenecks.
   'resstage': Family(imagenet_dims, resstage, _IMAGENET),
-  'iresnet': Family(imagenet_dims, resstage, (*_IMAGENET, 302, 404, 1001), dict(improved=True)),
+  'iresnet': Family(
+    imagenet_dims, resstage, (*_IMAGENET, 302, 404, 1001), dict(shortcut='improved')
+  ),
   'resgroup': Family(resgroup_dims, resnet, _RESGROUP),
   'resgroupfix': Family(resgroupfix_dims, resnet, _RESGROUP),
-  'iresgroup': Family(resgroup_dims, resstage, _RESGROUP, dict(improved=True)),
-  'iresgroupfix': Family(resgroupfix_dims, resstage, _RESGROUP, dict(improved=True)),
-  'cifar_resstage': Family(cifar_dims, resstage, _CIFAR_RESSTAGE, dict(num_classes=10)),
+  'iresgroup': Family(resgroup_dims, resstage, _RESGROUP, dict(shortcut='improved')),
+  'iresgroupfix': Family(resgroupfix_dims, resstage, _RESGROUP, dict(shortcut='improved')),
+  'cifar_resstage': Family(cifar_dims, resstage, _CIFAR_RESSTAGE, _CIFAR),
   'cifar_iresnet': Family(
-    cifar_dims, resstage, _CIFAR_RESSTAGE, dict(improved=True, num_classes=10)
+    cifar_dims, resstage, _CIFAR_RESSTAGE, dict(shortcut='improved', **_CIFAR)
   ),
 }
 

@@ -22,11 +22,15 @@ The blocks differ only in where BatchNorm and ReLU sit around the same convoluti
 * `PostActBlock` (He 2015, torchvision): conv-BN-ReLU ... conv-BN, add, ReLU.
 * `PreActBlock` (He 2016): BN-ReLU-conv ... BN-ReLU-conv, add.
 * `StageBlock` (Duta 2020, ResStage and iResNet): start, middle or end of a stage.
+* He 2016's ablations of the post-activation unit: the other orderings of its Fig. 4
+  (`BNAfterAdditionBlock`, `ReLUBeforeAdditionBlock`, `ReLUPreActBlock`) and the scaled, gated
+  and dropped shortcuts of its Table 1 (`ModulatedShortcutBlock`).
 
 The residual branch is basic (3x3, 3x3) or a bottleneck (1x1, grouped 3x3, 1x1). Parameter names
 follow the PyTorch references: `conv{i}` and `bn{i}`, `shortcut_conv` and `shortcut_bn`.
 The network builds `conv`, `norm` and `act` once (compute dtype, train mode, BN settings) and
-hands them to every block, with the stage's `features`, `width`, `groups` and `strides`.
+hands them to every block, with the training mode and the stage's `features`, `width`, `groups`
+and `strides`.
 """
 
 import functools
@@ -101,7 +105,7 @@ def max_pool(x: jax.Array, strides: int = 2) -> jax.Array:
   return conv_ops.max_pool(x, 3, strides, 1)
 
 
-ShortcutKind = Literal['identity', 'zero_pad', 'conv', 'conv_bn', 'pool', 'pool_conv_bn']
+ShortcutKind = Literal['identity', 'zero_pad', 'conv', 'conv_bn', 'pool', 'pool_conv_bn', 'none']
 SHORTCUT_KINDS: tuple[str, ...] = get_args(ShortcutKind)
 
 
@@ -119,9 +123,12 @@ def shortcut_path(
   'pool':         3x3 max-pool with stride (iResNet, when only the resolution changes).
   'pool_conv_bn': 3x3 max-pool with stride, 1x1 convolution, BN (iResNet's improved projection:
                   the max-pool looks at every activation, a strided 1x1 convolution at a quarter).
+  'none':         no shortcut, a zero to add (He 2015's plain networks).
   """
   if kind == 'identity':
     return x
+  if kind == 'none':
+    return jnp.zeros((), x.dtype)
   if kind == 'zero_pad':
     x = x[:, ::strides, ::strides, :]
     before = (features - x.shape[-1]) // 2
@@ -141,6 +148,7 @@ class ResidualBlock(nn.Module):
   norm: ModuleDef
   act: Callable[[jax.Array], jax.Array]
   features: int  # output channels
+  train: bool = False  # training mode, for layers other than `norm` (dropout)
   strides: int = 1
   width: int = 0  # inner channels of a bottleneck
   groups: int = 1  # groups of the bottleneck's 3x3 convolution (ResNeXt)
@@ -185,6 +193,73 @@ class PostActBlock(ResidualBlock):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     return self.act(self.last_norm(self.conv_norm_act(x)) + self.shortcut(x))
+
+
+class BNAfterAdditionBlock(ResidualBlock):
+  """He 2016 Fig. 4(b): conv-BN-ReLU ... conv, add, then BN and ReLU after the sum (`bn{n}`)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.act(self.last_norm(self.conv_norm_act(x) + self.shortcut(x)))
+
+
+class ReLUBeforeAdditionBlock(ResidualBlock):
+  """He 2016 Fig. 4(c): conv-BN-ReLU ... conv-BN-ReLU, then add; nothing after the sum."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.act(self.last_norm(self.conv_norm_act(x))) + self.shortcut(x)
+
+
+class ReLUPreActBlock(ResidualBlock):
+  """He 2016 Fig. 4(d), ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, add."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.last_norm(self.conv_norm_act(self.act(x))) + self.shortcut(x)
+
+
+Modulation = Literal['constant_scaling', 'exclusive_gating', 'shortcut_only_gating', 'dropout']
+
+
+class ModulatedShortcutBlock(ResidualBlock):
+  """He 2016 Table 1 and Fig. 2(b)-(f): a post-activation unit, relu(a * h(x) + b * F(x)), whose
+  shortcut h(x) and branch F(x) are modulated before the sum, by `modulation`:
+
+    'constant_scaling':     a = `shortcut_scale` (the paper's lambda = 0.5), b = `residual_scale`
+                            (1, or 1 - lambda: "frozen gating").
+    'exclusive_gating':     a = 1 - g(x), b = g(x) (Highway networks), g(x) = sigmoid(W_g x + b_g)
+                            elementwise, W_g a 1x1 convolution (`gate_conv`, with the block's
+                            stride) and b_g its bias (`gate_bias`), initialised to
+                            `gate_bias_init` (the paper's best: -6).
+    'shortcut_only_gating': a = 1 - g(x), b = 1.
+    'dropout':              a = dropout of rate `shortcut_dropout` (0.5 in the paper), b = 1.
+
+  The 1x1-convolution shortcut of the same table is He 2015's option C (`shortcut='C'`).
+  """
+
+  modulation: Modulation = 'constant_scaling'
+  shortcut_scale: float = 0.5
+  residual_scale: float = 1.0
+  gate_bias_init: float = -6.0
+  shortcut_dropout: float = 0.5
+
+  def __post_init__(self):
+    check_choice('modulation', self.modulation, get_args(Modulation))
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h, f = self.shortcut(x), self.last_norm(self.conv_norm_act(x))
+    if self.modulation == 'constant_scaling':
+      return self.act(self.shortcut_scale * h + self.residual_scale * f)
+    if self.modulation == 'dropout':
+      return self.act(nn.Dropout(self.shortcut_dropout, deterministic=not self.train)(h) + f)
+    g = self.conv(self.features, 1, self.strides, name='gate_conv')(x)
+    bias = self.param('gate_bias', nn.initializers.constant(self.gate_bias_init), (self.features,))
+    g = nn.sigmoid(g + bias.astype(g.dtype))
+    f = g * f if self.modulation == 'exclusive_gating' else f
+    return self.act((1 - g) * h + f)
 
 
 PreAct = Literal['residual', 'shared', 'none']

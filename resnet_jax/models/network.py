@@ -65,7 +65,8 @@ class Run:
   """Blocks of one kind in a stage, under one parameter scope `name`.
 
   `block` is a block class, or a `functools.partial` of one that sets the options of this
-  position; the network adds conv, norm, act and the stage's features, width, groups and stride.
+  position; the network adds conv, norm, act, train and the stage's features, width, groups and
+  stride.
   `count=None` is a single block; an integer is a run of that many identical blocks, stacked by
   `stack_blocks` (leading axis = block index, present even for a run of one; a run of zero is
   skipped and has no parameters).
@@ -138,6 +139,7 @@ class Stage(nn.Module):
   conv: ModuleDef
   norm: ModuleDef
   act: Callable[[jax.Array], jax.Array]
+  train: bool
   unroll: int | bool | None = None
   remat: bool = False
 
@@ -150,6 +152,7 @@ class Stage(nn.Module):
         conv=self.conv,
         norm=self.norm,
         act=self.act,
+        train=self.train,
         features=p.features,
         width=p.width,
         groups=p.groups,
@@ -163,7 +166,7 @@ class Stage(nn.Module):
 
 
 class ResNet(nn.Module):
-  """Stem, stages, optional final BN-ReLU, global average pooling, dropout, linear classifier.
+  """Stem, stages, optional final BN and ReLU, global average pooling, dropout, linear classifier.
 
   The classifier is initialised as PyTorch's `nn.Linear` (uniform in +-1/sqrt(fan_in)); its
   logits are float32 whatever `dtype` computes the rest.
@@ -171,7 +174,8 @@ class ResNet(nn.Module):
 
   stem: Stem
   stages: Sequence[StagePlan]
-  final_norm: bool = False
+  final_norm: bool = False  # BN before the pooling (pre-activation networks)
+  final_act: bool = False  # ReLU before the pooling (pre-activation networks)
   num_classes: int = 1000
   dropout_rate: float = 0.0
   dtype: DType = jnp.float32
@@ -190,10 +194,12 @@ class ResNet(nn.Module):
     if stem.pool:
       x = max_pool(x)
     for i, plan in enumerate(self.stages):
-      stage = Stage(plan, conv, norm, act, self.unroll, self.remat, name=stage_name(i))
+      stage = Stage(plan, conv, norm, act, train, self.unroll, self.remat, name=stage_name(i))
       x = stage(x)
     if self.final_norm:
-      x = act(norm(name=FINAL_BN)(x))
+      x = norm(name=FINAL_BN)(x)
+    if self.final_act:
+      x = act(x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     if self.dropout_rate > 0:
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
