@@ -220,6 +220,7 @@ def test_device_groups(monkeypatch):
   assert sweep.device_groups(2) == [{}, {}]
 
 
+@pytest.mark.slow
 def test_preact_sweep_builds_the_authors_networks(monkeypatch, tmp_path):
   # He 2016 Table 3 at 164 layers: resnet-1k-layers' pre-activation ResNet-164 with projections.
   monkeypatch.chdir(REPO)

@@ -11,7 +11,7 @@ from flax.traverse_util import flatten_dict, unflatten_dict
 from jax import lax
 
 from resnet_jax import summary
-from resnet_jax.models import blocks, create_model
+from resnet_jax.models import ACTIVATIONS, blocks, create_model
 
 
 def num_params(name: str, **options) -> int:
@@ -104,8 +104,6 @@ def fig4_reference(activation, params, x):
   ],
 )
 def test_he2016_fig4_unit_orderings(activation):
-  from resnet_jax.models import ACTIVATIONS
-
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
   module = unit(ACTIVATIONS[activation])
   variables = random_params(module, x)
