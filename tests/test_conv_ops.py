@@ -32,6 +32,15 @@ CASES = [
   (1, 1, 0, 32, 64, 64, 4),
   (3, 1, 0, 1, 4, 8, 7),
 ]
+# The fast tier (`-m "not slow"`) checks one strided 3x3 with an uncovered edge, one strided
+# 1x1 and one grouped 3x3; the full suite checks every case.
+FAST_CASES = {(3, 2, 1, 1, 8, 16, 9), (1, 2, 0, 1, 8, 16, 7), (3, 2, 1, 32, 64, 64, 6)}
+POOL_CASES = [(3, 2, 1, 8), (3, 2, 1, 7), (2, 2, 0, 6), (3, 1, 1, 5)]
+FAST_POOL_CASES = {(3, 2, 1, 7)}
+
+
+def tiered(cases, fast):
+  return [case if case in fast else pytest.param(*case, marks=pytest.mark.slow) for case in cases]
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +63,7 @@ def _ours(x, k, stride, pad, groups):
   return conv_ops.conv2d(x, k, (stride, stride), ((pad, pad), (pad, pad)), groups)
 
 
-@pytest.mark.parametrize('size,stride,pad,groups,cin,cout,hw', CASES)
+@pytest.mark.parametrize('size,stride,pad,groups,cin,cout,hw', tiered(CASES, FAST_CASES))
 def test_forward_and_gradients_match_autodiff(size, stride, pad, groups, cin, cout, hw):
   kx, kk, kg = jax.random.split(jax.random.key(size * 100 + stride * 10 + groups), 3)
   x = jax.random.normal(kx, (2, hw, hw, cin))
@@ -131,9 +140,7 @@ def test_bad_shapes_raise_clear_errors():
     conv_ops.conv2d(jnp.ones((4, 4, 6)), jnp.ones((3, 3, 6, 8)))
 
 
-@pytest.mark.parametrize(
-  'window,stride,padding,hw', [(3, 2, 1, 8), (3, 2, 1, 7), (2, 2, 0, 6), (3, 1, 1, 5)]
-)
+@pytest.mark.parametrize('window,stride,padding,hw', tiered(POOL_CASES, FAST_POOL_CASES))
 def test_max_pool_matches_flax_including_ties(window, stride, padding, hw):
   # After a ReLU most windows tie at zero; the gradient must go to the first maximum only.
   x = jnp.maximum(jax.random.normal(jax.random.key(0), (2, hw, hw, 4)), 0.0)
@@ -151,6 +158,7 @@ def test_max_pool_matches_flax_including_ties(window, stride, padding, hw):
   np.testing.assert_array_equal(got_pullback(dy)[0], pullback(dy)[0])
 
 
+@pytest.mark.slow
 def test_model_gradients_match_autodiff(monkeypatch):
   # A whole network (7x7 stem, max-pools, strided and 1x1 convolutions, scanned blocks): the
   # same loss and gradients as with autodiff of lax's convolution and Flax's max-pool.

@@ -88,7 +88,19 @@ def relative_error(a, b):
   return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize('name', sorted(CASES))
+# The fast tier (`-m "not slow"`) checks one network of each block kind and layout; the full
+# suite checks every fixture.
+FAST_CASES = {
+  'torchvision_resnet_basic',
+  'iresnet_bottleneck',
+  'cifar_resnet20_a',
+  'preact_bottleneck',
+}
+
+
+@pytest.mark.parametrize(
+  'name', [n if n in FAST_CASES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(CASES)]
+)
 def test_converted_weights_give_reference_logits(name):
   state_dict, images, expected = load_fixture(name)
   # Unrolled and run op by op: the fastest way here for one small batch; the parameter tree is
