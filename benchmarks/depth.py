@@ -2,7 +2,7 @@ r"""Compile time and step time of the train step by depth, blocks scanned or unr
 
     python -m benchmarks.depth --family=cifar_iresnet --depths=56,110,1202,3002
 
-Runs of identical blocks are stacked by `resnet_jax.models.stacking`. Modes: 'scan' is the
+Runs of identical blocks are stacked by `models.network.stack_blocks`. Modes: 'scan' is the
 models' default, 'unroll' compiles every block separately (`unroll=True`; only up to
 `--max_unrolled_depth`), 'u<k>' unrolls k blocks per loop iteration. The modes of one depth run
 their steps in turn (one step each, `--steps` rounds after a warm-up round), so that they see the

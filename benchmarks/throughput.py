@@ -41,8 +41,7 @@ from resnet_jax import host_memory, summary
 
 flags.DEFINE_list('models', ['resnet50', 'iresnet50', 'cifar_resnet56'], 'Registry names.')
 flags.DEFINE_integer('batch', 8, 'Global batch size.')
-if 'image_size' not in flags.FLAGS:  # resnet_jax.summary defines the same flag.
-  flags.DEFINE_integer('image_size', 0, 'Image side; 0: 32 for cifar_* models, else 224.')
+flags.DEFINE_integer('image_size', 0, 'Image side; 0: 32 for cifar_* models, else 224.')
 flags.DEFINE_enum('dtype', 'float32', ['float32', 'bfloat16'], 'Compute dtype.')
 flags.DEFINE_integer('steps', 20, 'Timed steps per measurement (median reported).')
 flags.DEFINE_integer('warmup', 3, 'Untimed steps before timing.')

@@ -9,7 +9,7 @@ from jax.sharding import PartitionSpec as P
 
 from configs import default as default_config
 from resnet_jax import data as data_lib
-from resnet_jax import evaluation, fake_data, train
+from resnet_jax import evaluation, fake_data, optim, train
 
 
 class JaxModel:
@@ -28,22 +28,23 @@ class JaxModel:
     self.model = train.create_model(config)
     mesh = train.make_mesh()
     replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-    tx = train.create_optimizer(config, train.create_learning_rate_fn(config, 1000, 100_000))
+    tx = optim.create_optimizer(config)
     shape = (1, image_size, image_size, 3)
     self.state = train.create_train_state(self.model, tx, jax.random.key(0), shape, replicated)
     batch_np = next(fake_data.train_batches(config, batch))
     batch_np['mask'] = np.ones((batch,), np.float32)
     self.batch = data_lib.to_global(batch_np, data)
     self.rng = jax.random.key(1)
+    self.learning_rate = np.float32(config.learning_rate)
     step = train.jit_train_step(config, mesh)
     self.eval_jit = evaluation.jit_eval_step(config, mesh)
     self.eval_metrics = jax.device_put(evaluation.EvalMetrics.empty(), replicated)
     start = time.perf_counter()
-    self.train_compiled = step.lower(self.state, self.batch, self.rng).compile()
+    self.train_compiled = step.lower(self.state, self.batch, self.rng, self.learning_rate).compile()
     self.compile_s = time.perf_counter() - start
 
   def train_step(self) -> None:
-    self.state, metrics = self.train_compiled(self.state, self.batch, self.rng)
+    self.state, metrics = self.train_compiled(self.state, self.batch, self.rng, self.learning_rate)
     jax.block_until_ready(metrics)
 
   def eval_step(self) -> None:

@@ -1,8 +1,9 @@
 """Duta et al. 2020 on CIFAR-10: the He 2015 recipe of `cifar10_resnet20.py` for any family.
 
-`cifar10_resnet20.py` sets `model_kwargs.shortcut`, an option that the ResStage and iResNet
-families do not have (their projection shortcut is part of the design), so this config clears
-`model_kwargs`; every family then trains with its registry defaults (cifar_resnet: option A).
+`cifar10_resnet20.py` sets `model_kwargs.shortcut='A'`, a He 2015 option that the ResStage and
+iResNet families do not take (theirs is 'B' for ResStage or 'improved' for iResNet), so this
+config clears `model_kwargs`; every family then trains with its registry defaults
+(cifar_resnet: option A).
 Used by `experiments/cifar10_iresnet.py`, e.g. `--config.model=cifar_iresnet110`.
 """
 

@@ -3,7 +3,13 @@
 Batch 128, SGD momentum 0.9, lr 0.1 divided by 10 at 32k and 48k iterations, stop at 64k,
 weight decay 1e-4; 4-pixel padding, random 32x32 crop and horizontal flip. Other depths of
 the paper (32, 44, 56, 110, 1202) by override, e.g. `--config.depth=110`; the ResStage and
-iResNet families, which have no shortcut option, with `cifar10_iresnet.py`.
+iResNet families, which take no He 2015 shortcut option, with `cifar10_iresnet.py`.
+
+For ResNet-110 "the initial learning rate of 0.1 is slightly too large to start converging", so
+He 2015 uses "0.01 to warm up the training until the training error is below 80% (about 400
+iterations)", and trains the 1202-layer network "as described above": add
+`--config.warmup_constant_steps=400` for those two depths. He 2016
+(Appendix) does the same for all its CIFAR runs (`experiments/cifar10_preact.py`).
 """
 
 import ml_collections
@@ -26,6 +32,7 @@ def get_config():
   config.schedule = 'step'
   config.schedule_unit = 'steps'
   config.lr_decay_at = (32_000, 48_000)
+  config.warmup_constant_lr = 0.01  # used with warmup_constant_steps=400, see above
   config.weight_decay = 1e-4
   config.eval_every_steps = 2_000
   config.checkpoint_every_steps = 2_000

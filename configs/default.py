@@ -79,31 +79,57 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 0.0
 
   # --- Optimisation --------------------------------------------------------------------------
-  # SGD with momentum, as in all three papers; Nesterov's form optional.
+  # 'sgd' (momentum SGD as in PyTorch, all three papers' optimizer), 'lars' (optax.lars, You et
+  # al. 2017, for batches of 8k and more) or 'adamw' (optax.adamw).
+  config.optimizer = 'sgd'
+  # Momentum of 'sgd' and 'lars', and Nesterov's form.
   config.momentum = 0.9
   config.nesterov = False
+  # LARS: trust ratio = coefficient * |w| / (|g + weight_decay * w| + eps), per layer (per block
+  # inside stacked runs of blocks).
+  config.lars_trust_coefficient = 0.001
+  config.lars_eps = 0.0
+  # AdamW: decay rates of the first and second moment estimates.
+  config.adam_b1 = 0.9
+  config.adam_b2 = 0.999
   # Peak learning rate. If `lr_base_batch_size` > 0 it is scaled linearly:
   # learning_rate * batch_size / lr_base_batch_size (0.1 per 256 images on ImageNet).
   config.learning_rate = 0.1
   config.lr_base_batch_size = 0  # 0: no scaling.
-  # 'step' (multiply by `lr_decay_factor` at each of `lr_decay_at`), 'cosine' or 'constant'.
+  # 'step' (multiply by `lr_decay_factor` at each of `lr_decay_at`), 'cosine' (to `lr_end` at
+  # the last step), 'constant', or 'polynomial' (from the peak to `lr_end` with exponent
+  # `lr_decay_power`, the MLPerf LARS schedule).
   config.schedule = 'step'
-  # Unit of `lr_decay_at` and `warmup`: 'steps' or 'epochs'.
+  # Unit of `lr_decay_at` and `warmup`: 'steps' or 'epochs' (whole batches per pass).
   config.schedule_unit = 'steps'
   # Decay points of the 'step' schedule, in `schedule_unit`, and the factor applied at each.
   config.lr_decay_at = (32_000, 48_000)
   config.lr_decay_factor = 0.1
+  # Final learning rate of 'cosine' and 'polynomial', and the exponent of 'polynomial'.
+  config.lr_end = 0.0
+  config.lr_decay_power = 2.0
   # Linear warmup from 0 to the peak learning rate, in `schedule_unit`.
   config.warmup = 0.0
-  # L2 weight decay added to the gradient of every parameter (PyTorch SGD's weight_decay).
+  # Constant warm-up: the first `warmup_constant_steps` optimizer steps run at
+  # `warmup_constant_lr` (not batch-scaled), then the schedule continues. He et al. 2015 train
+  # CIFAR ResNet-110 (and 1202, "trained as described above") at 0.01 until the training error
+  # is below 80%, about 400 iterations; He et al. 2016 do so for all their CIFAR runs. 0: off.
+  config.warmup_constant_steps = 0
+  config.warmup_constant_lr = 0.01
+  # Weight decay. 'sgd' and 'lars' add weight_decay * w to the gradient (PyTorch SGD's
+  # weight_decay, the papers' recipe); 'adamw' decouples it from the gradient.
   config.weight_decay = 1e-4
+  # Whether weight decay also applies to BatchNorm scales and biases and to layer biases, as
+  # in the papers. False leaves them out, and with 'lars' also out of the trust ratio (Goyal et
+  # al. 2017, the MLPerf LARS recipe).
+  config.weight_decay_bn_and_bias = True
   # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
 
   # --- Bookkeeping ---------------------------------------------------------------------------
   # Seed of parameter initialisation, data order, augmentation and dropout.
   config.seed = 0
-  # Train metrics (loss, top-1, learning rate, images/s) every N steps.
+  # Train metrics (loss, top-1, learning rate, images/s, input wait) every N steps.
   config.log_every_steps = 100
   # Evaluate every N steps (0: only at the end).
   config.eval_every_steps = 0

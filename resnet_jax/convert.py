@@ -7,8 +7,9 @@ Reads the state_dicts of torchvision's ResNets, of every family of the official 
 (github.com/iduta/iresnet: resstage, iresnet, resgroup(fix), iresgroup(fix)) and of the common
 PyTorch CIFAR ResNet (akamaster/pytorch_resnet_cifar10: `linear`, `shortcut`); pre-activation
 networks, which have no PyTorch reference, in torchvision's names plus `final_bn`. The PyTorch names
-map onto ours block by block (`layer2.3.conv1` is block 3 of `stage2`); blocks that our models
-stack (`rest`, `middle`) get their tensors stacked along a new leading axis. Every tensor must be
+map onto ours block by block (`layer2.3.conv1` is block 3 of `stage2`, counted through the runs
+of the model's plan); runs of blocks that our models stack get their tensors stacked along a new
+leading axis. Every tensor must be
 used and every shape must match, else the error lists the offenders.
 
 As a command, writes an Orbax checkpoint that `--config.init_from=DIR` starts from:
@@ -26,7 +27,6 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,10 +35,15 @@ from absl import app, flags
 from flax import traverse_util
 
 from resnet_jax import paths
-from resnet_jax.models import create_model
+from resnet_jax.models import create_model, network
 
 # Our top-level modules and the PyTorch names for them.
-_TOP = {'stem_conv': 'conv1', 'stem_bn': 'bn1', 'final_bn': 'final_bn', 'head': 'fc'}
+_TOP = {
+  network.STEM_CONV: 'conv1',
+  network.STEM_BN: 'bn1',
+  network.FINAL_BN: 'final_bn',
+  network.HEAD: 'fc',
+}
 # PyTorch names of other codebases, renamed before matching (akamaster's CIFAR ResNet).
 _ALIASES = ((r'^linear\.', 'fc.'), (r'\.shortcut\.', '.downsample.'))
 # (our collection, our leaf name) -> PyTorch parameter or buffer name.
@@ -60,17 +65,18 @@ def from_torch_state_dict(name: str, state_dict: Mapping[str, Any], **overrides)
   return convert_state_dict(create_model(name, **overrides), state_dict)
 
 
-def convert_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> dict:
+def convert_state_dict(model: network.ResNet, state_dict: Mapping[str, Any]) -> dict:
   """As `from_torch_state_dict`, for a model instance (e.g. one built with `model.clone(...)`)."""
   state_dict = _clean(state_dict)
   shapes = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
   )
+  blocks = _torch_blocks(model)
   variables, used, missing, mismatched = {}, set(), [], []
   for (collection, *path), target in traverse_util.flatten_dict(dict(shapes)).items():
     name = f'{collection}/{"/".join(path)}'
-    keys = _torch_keys(collection, path, shapes['params'], state_dict)
-    block_shape = target.shape[1:] if _stacked(path) else target.shape
+    stacked, keys = _torch_keys(collection, path, blocks, state_dict)
+    block_shape = target.shape[1:] if stacked else target.shape
     values = []
     for key in keys:
       if key not in state_dict:
@@ -85,7 +91,7 @@ def convert_state_dict(model: nn.Module, state_dict: Mapping[str, Any]) -> dict:
         )
       values.append(value)
     if len(values) == len(keys) and all(v.shape == block_shape for v in values):
-      value = np.stack(values) if _stacked(path) else values[0]
+      value = np.stack(values) if stacked else values[0]
       variables[(collection, *path)] = value.astype(target.dtype)
   unused = sorted(set(state_dict) - used)
   if missing or unused or mismatched:
@@ -149,41 +155,34 @@ def _clean(state_dict: Mapping[str, Any]) -> dict[str, Any]:
   return cleaned
 
 
-def _stacked(path: list[str]) -> bool:
-  return any(part in ('rest', 'middle') for part in path)
-
-
-def _block_index(stage: Mapping[str, Any], run: str, i: int) -> int:
-  """Index in the PyTorch `layerN` Sequential of the i-th block of run `run` of a stage."""
-  offsets = {'first': 0, 'rest': 1, 'start': 0, 'first_middle': 1, 'middle': 2}
-  if run in offsets:
-    return offsets[run] + i
-  if run == 'end':  # after start, first_middle and the stacked middle blocks
-    middle = stage.get('middle', {})
-    return 1 + ('first_middle' in stage) + (_leading_axis(middle) if middle else 0)
-  raise ValueError(f'Unknown block run {run!r}.')
-
-
-def _leading_axis(tree: Mapping[str, Any]) -> int:
-  return jax.tree.leaves(tree)[0].shape[0]
+def _torch_blocks(model: network.ResNet) -> dict[tuple[str, str], tuple[bool, list[str]]]:
+  """For each (stage, run) of the model's plan: whether the run is stacked, and the PyTorch
+  names of its blocks in order (`layer2.0`, ...): the runs follow each other in `layerN`."""
+  blocks = {}
+  for i, stage in enumerate(model.stages):
+    index = 0
+    for run in stage.runs:
+      count = 1 if run.count is None else run.count
+      names = [f'layer{i + 1}.{index + j}' for j in range(count)]
+      blocks[network.stage_name(i), run.name] = (run.count is not None, names)
+      index += count
+  return blocks
 
 
 def _torch_keys(
-  collection: str, path: list[str], params: Mapping[str, Any], state_dict: Mapping[str, Any]
-) -> list[str]:
-  """The PyTorch names of one of our variables (several for a stacked one, in block order)."""
+  collection: str,
+  path: list[str],
+  blocks: Mapping[tuple[str, str], tuple[bool, list[str]]],
+  state_dict: Mapping[str, Any],
+) -> tuple[bool, list[str]]:
+  """Whether a variable of ours is stacked, and its PyTorch names (one per block, in order)."""
   *modules, leaf = path
   suffix = _LEAVES[(collection, leaf)]
   if modules[0] in _TOP:
-    return ['.'.join([_TOP[modules[0]], *modules[1:], suffix])]
+    return False, ['.'.join([_TOP[modules[0]], *modules[1:], suffix])]
   stage, run, *inner = modules
-  layer = 'layer' + stage.removeprefix('stage')
-  count = _leading_axis(params[stage][run]) if _stacked(path) else 1
-  keys = []
-  for i in range(count):
-    block = f'{layer}.{_block_index(params[stage], run, i)}'
-    keys.append('.'.join([block, *_inner_names(block, inner, state_dict), suffix]))
-  return keys
+  stacked, names = blocks[stage, run]
+  return stacked, ['.'.join([b, *_inner_names(b, inner, state_dict), suffix]) for b in names]
 
 
 def _inner_names(block: str, inner: list[str], state_dict: Mapping[str, Any]) -> list[str]:

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal, get_args
 
 import jax
 import ml_collections
@@ -29,6 +30,9 @@ from resnet_jax.data import EvalImage
 tf.config.set_visible_devices([], 'GPU')
 
 
+Augmentation = Literal['pad_crop', 'inception_crop']
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
   """How one dataset is normalised and augmented (pixel statistics on the 0..255 scale)."""
@@ -38,9 +42,16 @@ class DatasetSpec:
   # Training augmentation. 'pad_crop': pad `pad` pixels, random crop back (CIFAR).
   # 'inception_crop': random-resized crop of 8-100% area and 3/4-4/3 aspect, from JPEGs that
   # stay encoded until then. Evaluation resizes and crops as `data.eval_images` says.
-  augmentation: str
+  augmentation: Augmentation
   pad: int = 0
   flip: bool = True
+
+  def __post_init__(self):
+    valid = get_args(Augmentation)
+    if self.augmentation not in valid:
+      raise ValueError(
+        f'augmentation={self.augmentation!r} is not one of {", ".join(map(repr, valid))}.'
+      )
 
 
 def _scaled(values: tuple[float, ...]) -> tuple[float, ...]:

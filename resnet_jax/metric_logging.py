@@ -1,11 +1,11 @@
-"""Metric writers: clu's TensorBoard and console writers, plus a JSON-lines file.
+"""Metric writers: TensorBoard events, the console, and a JSON-lines file.
 
-TensorBoard event files need TensorFlow to read; `metrics.jsonl` lets sweeps and reports read
-every run's curves with the standard library alone. Without TensorFlow installed (fake-data
-runs on accelerator machines) only the console and JSON-lines writers are used.
+TensorBoard event files need TensorFlow or TensorBoard to read; `metrics.jsonl` lets sweeps and
+reports read every run's curves with the standard library alone. Local event files are written
+by tensorboardX, so that runs that read no TFDS dataset (fake data, benchmarks) never import
+TensorFlow; bucket workdirs use clu's TensorFlow writer.
 """
 
-import importlib.util
 import json
 import os
 import sys
@@ -15,22 +15,23 @@ from typing import Any
 
 import jax
 import numpy as np
-from absl import logging
 
 
-def _tensorflow_installed() -> bool:
-  try:
-    return importlib.util.find_spec('tensorflow') is not None
-  except ValueError:  # An entry of None in sys.modules: TensorFlow deliberately blocked.
-    return False
+def _tensorflow_summary_writer(logdir: str):
+  """clu's TensorBoard writer, importing TensorFlow only when called."""
+  import tensorflow as tf
+  from clu.metric_writers.tf.summary_writer import SummaryWriter
+
+  tf.config.set_visible_devices([], 'GPU')  # The summary writer must not take GPU memory.
+  return SummaryWriter(logdir)
 
 
-if not _tensorflow_installed():
-  # clu's metric_writers package imports its TensorBoard writer, and so TensorFlow, eagerly.
-  # Stand in an empty module for it so that the console writer and periodic actions work.
-  _stub = types.ModuleType('clu.metric_writers.summary_writer')
-  _stub.SummaryWriter = None
-  sys.modules['clu.metric_writers.summary_writer'] = _stub
+# clu's metric_writers package imports its TensorFlow summary writer, and so TensorFlow, when
+# it is imported. Its stand-in imports TensorFlow only when a writer is made.
+if 'clu.metric_writers' not in sys.modules:
+  _lazy = types.ModuleType('clu.metric_writers.summary_writer')
+  _lazy.SummaryWriter = _tensorflow_summary_writer
+  sys.modules['clu.metric_writers.summary_writer'] = _lazy
 
 from clu import metric_writers  # noqa: E402
 from clu.metric_writers import interface  # noqa: E402
@@ -75,16 +76,68 @@ class JsonlWriter(interface.MetricWriter):
     self._file.close()
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
-  """TensorBoard (if TensorFlow is installed) and console on process 0; console elsewhere."""
-  if jax.process_index() > 0:
-    return metric_writers.create_default_writer(workdir, just_logging=True)
-  if _tensorflow_installed():
-    import tensorflow as tf
+class TensorBoardWriter(interface.MetricWriter):
+  """TensorBoard event files through tensorboardX, which needs no TensorFlow.
 
-    tf.config.set_visible_devices([], 'GPU')  # The summary writer must not take GPU memory.
-    main = metric_writers.create_default_writer(workdir)
+  clu's own TensorBoard writer imports TensorFlow (several seconds at startup), which a run
+  that reads no TFDS dataset never needs otherwise. Bucket workdirs (gs://, s3://) keep clu's
+  writer: its tf.io.gfile speaks every filesystem TensorFlow does, and pod runs have TensorFlow
+  for their input pipeline anyway.
+  """
+
+  def __init__(self, logdir: str):
+    import tensorboardX  # Imported here: only process 0 writes events.
+
+    self._writer = tensorboardX.SummaryWriter(logdir, flush_secs=30)
+    self._summary = tensorboardX.summary
+
+  def write_scalars(self, step: int, scalars: Mapping[str, interface.Scalar]):
+    for name, value in scalars.items():
+      self._writer.add_scalar(name, float(np.asarray(value)), global_step=step)
+
+  def write_images(self, step: int, images: Mapping[str, interface.Array]):
+    for name, value in images.items():
+      self._writer.add_images(name, np.asarray(value), global_step=step, dataformats='NHWC')
+
+  def write_texts(self, step: int, texts: Mapping[str, str]):
+    for name, value in texts.items():
+      self._writer.add_text(name, value, global_step=step)
+
+  def write_histograms(self, step: int, arrays, num_buckets=None):
+    for name, value in arrays.items():
+      bins = (num_buckets or {}).get(name, 'tensorflow')
+      self._writer.add_histogram(name, np.asarray(value), global_step=step, bins=bins)
+
+  def write_hparams(self, hparams: Mapping[str, Any]):
+    # The three hparams summaries go into this run's own event file (tensorboardX's
+    # add_hparams would start a second run directory for them).
+    for summary in self._summary.hparams(dict(hparams), {}):
+      self._writer.file_writer.add_summary(summary)
+
+  def write_summaries(self, step, values, metadata=None):
+    del step, values, metadata
+
+  def write_videos(self, step, videos):
+    del step, videos
+
+  def write_audios(self, step, audios, *, sample_rate):
+    del step, audios, sample_rate
+
+  def flush(self):
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+def create_writer(workdir: str) -> metric_writers.MetricWriter:
+  """Console on every process; TensorBoard events and metrics.jsonl on process 0 only."""
+  console = metric_writers.LoggingWriter()
+  if jax.process_index() > 0:
+    return console
+  if '://' in workdir:
+    events = _tensorflow_summary_writer(workdir)
   else:
-    logging.warning('TensorFlow is not installed: no TensorBoard summaries, console only.')
-    main = metric_writers.create_default_writer(workdir, just_logging=True)
-  return metric_writers.MultiWriter([main, JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))])
+    events = TensorBoardWriter(workdir)
+  jsonl = JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))
+  return metric_writers.MultiWriter([console, events, jsonl])

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -92,14 +91,18 @@ def varied_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
   ]
 
 
-def model_depth(model: str) -> int | None:
-  """The trailing depth of a registry name: 'cifar_iresnet56' -> 56."""
-  match = re.search(r'(\d+)$', model)
-  return int(match.group(1)) if match else None
+def model_depth(model: str) -> int:
+  """The depth of a registry name: 'cifar_iresnet56' -> 56."""
+  from resnet_jax.models import parse_name  # Imported here: JAX.
+
+  return parse_name(model)[1]
 
 
 def model_family(model: str) -> str:
-  return re.sub(r'\d+$', '', model)
+  """The family of a registry name: 'cifar_iresnet56' -> 'cifar_iresnet'."""
+  from resnet_jax.models import parse_name  # Imported here: JAX.
+
+  return parse_name(model)[0]
 
 
 def count_macs(run: dict[str, Any]) -> int:
@@ -119,7 +122,7 @@ def group_variants(
   for run in runs:
     key = (run['model'], *(json.dumps(run['flat_config'].get(f)) for f in fields))
     groups.setdefault(key, []).append(run)
-  return sorted(groups.items(), key=lambda kv: (model_depth(kv[0][0]) or 0, kv[0]))
+  return sorted(groups.items(), key=lambda kv: (model_depth(kv[0][0]), kv[0]))
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float | None]:

@@ -11,7 +11,6 @@ e.g. ResNet-50: 4.09 G at 224 x 224).
 """
 
 import math
-import re
 from typing import Any
 
 import jax
@@ -21,17 +20,19 @@ from flax import linen as nn
 from flax.traverse_util import flatten_dict
 
 from resnet_jax import models
+from resnet_jax.models import network
 
-_PART = re.compile(r'(?:^|/)(stem|stage\d+|head|final_bn)')
+_PARTS = {network.STEM_CONV: 'stem', network.STEM_BN: 'stem', network.FINAL_BN: 'head'}
 
 
 def _part(name: str) -> str:
   """Row of the table a module belongs to: stem, stage<k> or head (classifier, final BN)."""
-  match = _PART.search(name)
-  if not match:
-    return 'head'
-  part = match[1]
-  return 'head' if part == 'final_bn' else part
+  for module in name.split('/'):
+    if module in _PARTS:
+      return _PARTS[module]
+    if module.startswith(network.STAGE_PREFIX):
+      return module
+  return 'head'
 
 
 def _macs(jaxpr: jax.extend.core.Jaxpr, prefix: str, totals: dict[str, int], times: int) -> None:
@@ -79,13 +80,14 @@ def summarize(model: nn.Module, image_size: int, channels: int = 3) -> dict[str,
   with nn.intercept_methods(record):
     jaxpr = jax.make_jaxpr(lambda v, x: model.apply(v, x, train=False))(variables, image).jaxpr
   outputs = {_part(name): out for name, (_, out) in shapes.items()}
-  outputs['stem'] = shapes['stage1'][0]  # after the stem's max-pool, if any
+  outputs['stem'] = shapes[network.stage_name(0)][0]  # after the stem's max-pool, if any
   params: dict[str, int] = {}
   for path, leaf in flatten_dict(variables['params']).items():
     params[_part(path[0])] = params.get(_part(path[0]), 0) + leaf.size
   macs: dict[str, int] = {}
   _macs(jaxpr, '', macs, 1)
-  names = ['stem'] + sorted((p for p in params if p.startswith('stage')), key=lambda p: int(p[5:]))
+  stages = [network.stage_name(i) for i in range(len(model.stages))]
+  names = ['stem', *stages]
   parts = [
     {'name': n, 'output': outputs.get(n, ()), 'params': params.get(n, 0), 'macs': macs.get(n, 0)}
     for n in names + ['head']
@@ -134,24 +136,23 @@ def zoo_table() -> str:
   return '\n'.join(lines)
 
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string(
-  'model', None, "Registry name (see resnet_jax.models.list_models()), or 'all' for a table."
-)
-flags.DEFINE_integer('image_size', 0, 'Image side in pixels; 0: 32 for cifar_* models, else 224.')
-flags.DEFINE_integer('channels', 3, 'Image channels.')
-
-
 def main(argv: list[str]) -> None:
+  """Command-line entry; flags are defined only when run as a module (no clash with other CLIs)."""
   del argv
-  if FLAGS.model == 'all':
+  args = flags.FLAGS
+  if args.model == 'all':
     print(zoo_table())
     return
-  image_size = FLAGS.image_size or default_image_size(FLAGS.model)
-  model = models.create_model(FLAGS.model)
-  print(format_summary(FLAGS.model, image_size, summarize(model, image_size, FLAGS.channels)))
+  image_size = args.image_size or default_image_size(args.model)
+  model = models.create_model(args.model)
+  print(format_summary(args.model, image_size, summarize(model, image_size, args.channels)))
 
 
 if __name__ == '__main__':
+  flags.DEFINE_string(
+    'model', None, "Registry name (see resnet_jax.models.list_models()), or 'all' for a table."
+  )
+  flags.DEFINE_integer('image_size', 0, 'Image side in pixels; 0: 32 for cifar_* models, else 224.')
+  flags.DEFINE_integer('channels', 3, 'Image channels.')
   flags.mark_flag_as_required('model')
   app.run(main)

@@ -9,10 +9,9 @@ with an axis name would. Runs are resumable: data order and randomness are funct
 import functools
 import json
 import os
-import re
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import flax.linen as nn
@@ -28,7 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from resnet_jax import data as data_lib
-from resnet_jax import evaluation, metric_logging, models
+from resnet_jax import evaluation, metric_logging, models, optim
 
 
 class TrainState(train_state.TrainState):
@@ -43,16 +42,13 @@ def model_name(config: ml_collections.ConfigDict) -> str:
   """The registry name of the configured model, with `config.depth` applied."""
   if not config.depth:
     return config.model
-  if not re.search(r'\d+$', config.model):
-    raise ValueError(
-      f'config.depth={config.depth} needs a model name ending in a depth (e.g. cifar_resnet20), '
-      f'got {config.model!r}.'
-    )
-  return re.sub(r'\d+$', str(config.depth), config.model)
+  family, _ = models.parse_name(config.model)
+  return f'{family}{config.depth}'
 
 
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
   """`config.dtype`, with 'auto' meaning bfloat16 on accelerators and float32 on CPU."""
+  optim.check_choice(config, 'dtype', ('auto', 'float32', 'bfloat16'))
   if config.dtype == 'auto':
     return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
   return jnp.dtype(config.dtype)
@@ -64,39 +60,6 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
     num_classes=config.num_classes,
     dtype=compute_dtype(config),
     **config.model_kwargs.to_dict(),
-  )
-
-
-def create_learning_rate_fn(
-  config: ml_collections.ConfigDict, steps_per_epoch: int, num_train_steps: int
-) -> optax.Schedule:
-  """Linear warmup, then step, cosine or constant; decay points are absolute steps or epochs."""
-  peak = config.learning_rate
-  if config.lr_base_batch_size:
-    peak *= config.batch_size / config.lr_base_batch_size
-  unit = {'steps': 1, 'epochs': steps_per_epoch}[config.schedule_unit]
-  warmup = int(round(config.warmup * unit))
-  if config.schedule == 'step':
-    boundaries = {int(round(b * unit)) - warmup: config.lr_decay_factor for b in config.lr_decay_at}
-    main = optax.piecewise_constant_schedule(peak, boundaries)
-  elif config.schedule == 'cosine':
-    main = optax.cosine_decay_schedule(peak, max(num_train_steps - warmup, 1))
-  elif config.schedule == 'constant':
-    main = optax.constant_schedule(peak)
-  else:
-    raise ValueError(f"Unknown schedule {config.schedule!r}; use 'step', 'cosine' or 'constant'.")
-  if not warmup:
-    return main
-  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), main], [warmup])
-
-
-def create_optimizer(
-  config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule
-) -> optax.GradientTransformation:
-  """SGD as in PyTorch: the decay term joins the gradient before momentum."""
-  return optax.chain(
-    optax.add_decayed_weights(config.weight_decay),
-    optax.sgd(learning_rate_fn, momentum=config.momentum, nesterov=config.nesterov),
   )
 
 
@@ -130,8 +93,10 @@ def train_step(
   state: TrainState,
   batch: dict[str, jax.Array],
   dropout_rng: jax.Array,
+  learning_rate: jax.Array,
   label_smoothing: float,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One update at `learning_rate`, a float32 scalar from the host's schedule table."""
   rng = jax.random.fold_in(dropout_rng, state.step)
 
   def loss_fn(params):
@@ -152,6 +117,7 @@ def train_step(
     # One flag catches a NaN/Inf in the loss or in any gradient before it reaches a checkpoint.
     'nonfinite': ~(jnp.isfinite(loss) & jnp.isfinite(optax.tree.norm(grads))),
   }
+  state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, learning_rate))
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
   return state, metrics
 
@@ -161,11 +127,15 @@ def make_mesh() -> jax.sharding.Mesh:
 
 
 def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Callable:
-  """The compiled train step: state replicated (and donated), batch sharded over 'data'."""
+  """The compiled step(state, batch, dropout_rng, learning_rate).
+
+  State replicated (and donated), batch sharded over 'data'. The learning rate is a NumPy
+  float32 scalar, an entry of `optim.learning_rate_table`, so every call has the same signature.
+  """
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   return jax.jit(
     functools.partial(train_step, label_smoothing=config.label_smoothing),
-    in_shardings=(replicated, data, replicated),
+    in_shardings=(replicated, data, replicated, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=0,
   )
@@ -181,6 +151,52 @@ def check_batch_size(batch_size: int, name: str) -> None:
       f'must get the same number of examples. Use a multiple of {devices}, e.g. '
       f'{max(lower, devices)} or {lower + devices}.'
     )
+
+
+# Above this share of a log window spent waiting for batches, the run is input-bound.
+INPUT_BOUND_FRACTION = 0.2
+
+
+class _InputTimer:
+  """Wraps the host's batch iterator and times its `next`: how long the loop waits for input.
+
+  Only the host pipeline is timed, not the transfer to the devices, which on a busy device
+  (XLA:CPU above all) waits for the steps ahead of it.
+  """
+
+  def __init__(self, iterator: Iterator):
+    self.iterator, self.seconds, self.window_mark, self.last_warning = iterator, 0.0, 0.0, None
+
+  def __iter__(self) -> Iterator:
+    return self
+
+  def __next__(self):
+    start = time.time()
+    try:
+      return next(self.iterator)
+    finally:
+      self.seconds += time.time() - start
+
+  def start_window(self) -> None:
+    self.window_mark = self.seconds
+
+  def window_fraction(self, elapsed: float, step: int) -> float:
+    """The share of the window's `elapsed` seconds spent waiting; warns (every 10 min at most)
+    when it exceeds INPUT_BOUND_FRACTION."""
+    fraction = (self.seconds - self.window_mark) / elapsed
+    if fraction > INPUT_BOUND_FRACTION and (
+      self.last_warning is None or time.time() - self.last_warning > 600
+    ):
+      self.last_warning = time.time()
+      logging.warning(
+        'Input-bound: %.0f%% of the time up to step %d went into waiting for the next batch, '
+        'so the input pipeline, not the devices, sets the pace (metric input_wait_fraction). '
+        'Give the hosts more CPU or faster storage, cache small datasets (config.cache) or '
+        'raise config.prefetch.',
+        100 * fraction,
+        step,
+      )
+    return fraction
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
@@ -239,21 +255,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json."""
   start_time = time.time()
   workdir = os.path.abspath(workdir)
+  optim.validate(config)  # before any data is read
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   model = create_model(config)
   data = data_lib.Data(config)
   total_steps = num_train_steps(config, data.steps_per_epoch)
-  learning_rate_fn = create_learning_rate_fn(config, data.steps_per_epoch, total_steps)
+  learning_rates = optim.learning_rate_table(
+    optim.create_learning_rate_fn(config, data.steps_per_epoch, total_steps), total_steps
+  )
 
   mesh = make_mesh()
   replicated = NamedSharding(mesh, P())
   data_sharding = NamedSharding(mesh, P('data'))
   eval_data = data.eval()
-  rng = jax.random.key(config.seed)
-  init_rng, dropout_rng = jax.random.split(rng)
+  # Parameters are drawn with XLA's RngBitGenerator: on XLA:CPU its initialisation program
+  # compiles about 3x faster than threefry's, and the state is replicated, so the values do not
+  # depend on the device count (tested). Dropout keeps threefry, keyed by (seed, step).
+  init_rng = jax.random.key(config.seed, impl='rbg')
+  dropout_rng = jax.random.key(config.seed)
   state = create_train_state(
-    model, create_optimizer(config, learning_rate_fn), init_rng, (1, *data.image_shape), replicated
+    model, optim.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -292,13 +314,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
     pending = []  # Device metrics since the last log, fetched together.
-    window_start, window_steps = time.time(), 0
+    host_batches = _InputTimer(data.train(start_step))
     batches = data_lib.prefetch(
-      (data_lib.to_global(b, data_sharding) for b in data.train(start_step)), config.prefetch
+      (data_lib.to_global(b, data_sharding) for b in host_batches), config.prefetch
     )
+    window_start, window_steps = time.time(), 0
     for step in range(start_step + 1, total_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, metrics = train_step_fn(state, next(batches), dropout_rng)
+        state, metrics = train_step_fn(state, next(batches), dropout_rng, learning_rates[step - 1])
       pending.append(metrics)
       window_steps += 1
       if step == start_step + 1:
@@ -306,6 +329,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         jax.block_until_ready(metrics)
         logging.info('First step (compilation included): %.1f s', time.time() - window_start)
         window_start, window_steps = time.time(), 0
+        host_batches.start_window()
       report_progress(step)
       is_last = step == total_steps
       preempted = preemption.reached(manager, step)
@@ -316,15 +340,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if log:
         elapsed = time.time() - window_start
         scalars = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in ('loss', 'top1')}
-        scalars['learning_rate'] = float(learning_rate_fn(step - 1))
+        scalars['learning_rate'] = float(learning_rates[step - 1])
         if window_steps:
           scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
+          scalars['input_wait_fraction'] = host_batches.window_fraction(elapsed, step)
         writer.write_scalars(step, scalars)
         pending, window_start, window_steps = [], time.time(), 0
+        host_batches.start_window()
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
         with report_progress.timed('eval'):
           eval_metrics = run_eval(step)
         window_start, window_steps = time.time(), 0  # Evaluation time is not training time.
+        host_batches.start_window()
       manager.save(step, args=ocp.args.StandardSave(state), force=is_last or preempted)
       if preempted:
         manager.wait_until_finished()

@@ -1,4 +1,9 @@
-"""conv_ops.conv2d: forward and gradients equal autodiff of lax.conv_general_dilated."""
+"""conv_ops: forward and gradients equal autodiff of lax.conv_general_dilated and Flax's max_pool.
+
+conv_ops takes its own formulations on XLA:CPU only and hands other backends lax's operations,
+so every test here selects its formulations explicitly: on any backend, they are what is
+compared with lax and Flax.
+"""
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +32,20 @@ CASES = [
   (1, 1, 0, 32, 64, 64, 4),
   (3, 1, 0, 1, 4, 8, 7),
 ]
+# The fast tier (`-m "not slow"`) checks one strided 3x3 with an uncovered edge, one strided
+# 1x1 and one grouped 3x3; the full suite checks every case.
+FAST_CASES = {(3, 2, 1, 1, 8, 16, 9), (1, 2, 0, 1, 8, 16, 7), (3, 2, 1, 32, 64, 64, 6)}
+POOL_CASES = [(3, 2, 1, 8), (3, 2, 1, 7), (2, 2, 0, 6), (3, 1, 1, 5)]
+FAST_POOL_CASES = {(3, 2, 1, 7)}
+
+
+def tiered(cases, fast):
+  return [case if case in fast else pytest.param(*case, marks=pytest.mark.slow) for case in cases]
+
+
+@pytest.fixture(autouse=True)
+def custom_gradients(monkeypatch):
+  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: True)
 
 
 def _reference(x, k, stride, pad, groups):
@@ -44,7 +63,7 @@ def _ours(x, k, stride, pad, groups):
   return conv_ops.conv2d(x, k, (stride, stride), ((pad, pad), (pad, pad)), groups)
 
 
-@pytest.mark.parametrize('size,stride,pad,groups,cin,cout,hw', CASES)
+@pytest.mark.parametrize('size,stride,pad,groups,cin,cout,hw', tiered(CASES, FAST_CASES))
 def test_forward_and_gradients_match_autodiff(size, stride, pad, groups, cin, cout, hw):
   kx, kk, kg = jax.random.split(jax.random.key(size * 100 + stride * 10 + groups), 3)
   x = jax.random.normal(kx, (2, hw, hw, cin))
@@ -121,9 +140,7 @@ def test_bad_shapes_raise_clear_errors():
     conv_ops.conv2d(jnp.ones((4, 4, 6)), jnp.ones((3, 3, 6, 8)))
 
 
-@pytest.mark.parametrize(
-  'window,stride,padding,hw', [(3, 2, 1, 8), (3, 2, 1, 7), (2, 2, 0, 6), (3, 1, 1, 5)]
-)
+@pytest.mark.parametrize('window,stride,padding,hw', tiered(POOL_CASES, FAST_POOL_CASES))
 def test_max_pool_matches_flax_including_ties(window, stride, padding, hw):
   # After a ReLU most windows tie at zero; the gradient must go to the first maximum only.
   x = jnp.maximum(jax.random.normal(jax.random.key(0), (2, hw, hw, 4)), 0.0)
@@ -141,6 +158,7 @@ def test_max_pool_matches_flax_including_ties(window, stride, padding, hw):
   np.testing.assert_array_equal(got_pullback(dy)[0], pullback(dy)[0])
 
 
+@pytest.mark.slow
 def test_model_gradients_match_autodiff(monkeypatch):
   # A whole network (7x7 stem, max-pools, strided and 1x1 convolutions, scanned blocks): the
   # same loss and gradients as with autodiff of lax's convolution and Flax's max-pool.
@@ -158,7 +176,7 @@ def test_model_gradients_match_autodiff(monkeypatch):
     return jnp.sum(jax.nn.log_softmax(logits)[:, 0])
 
   got = jax.jit(jax.value_and_grad(loss))(variables['params'])
-  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: False)  # the formulation of other backends
+  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: False)  # lax's convolution, Flax's max-pool
   want = jax.jit(jax.value_and_grad(loss))(variables['params'])
   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())

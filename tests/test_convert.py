@@ -5,6 +5,8 @@ reduced reference model with random weights and BatchNorm statistics, a random i
 logits the reference PyTorch code computed for it, in eval mode. No PyTorch is needed here.
 """
 
+import dataclasses
+import functools
 import os
 import subprocess
 import sys
@@ -14,20 +16,20 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from resnet_jax import convert
+from resnet_jax import convert, models
 from resnet_jax.models import create_model
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 ROOT_ON_PATH = {'PYTHONPATH': os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
 
 # Reference channel counts divided by 16: stem 4, planes 4, 8, 16, 32.
-BASIC = dict(stem_features=4, stage_features=(4, 8, 16, 32), stage_widths=(4, 8, 16, 32))
-BOTTLENECK = dict(stem_features=4, stage_features=(16, 32, 64, 128), stage_widths=(4, 8, 16, 32))
-GROUP = dict(stem_features=4, stage_features=(8, 16, 32, 64), stage_widths=(16, 32, 64, 128))
-TORCHVISION_STAGES = dict(stage_sizes=(3, 2, 1, 1))
-IRESNET_STAGES = dict(stage_sizes=(5, 4, 3, 2))  # every kind of ResStage/iResNet stage
+BASIC = dict(stem=4, features=(4, 8, 16, 32), widths=(4, 8, 16, 32))
+BOTTLENECK = dict(stem=4, features=(16, 32, 64, 128), widths=(4, 8, 16, 32))
+GROUP = dict(stem=4, features=(8, 16, 32, 64), widths=(16, 32, 64, 128))
+TORCHVISION_STAGES = dict(sizes=(3, 2, 1, 1))
+IRESNET_STAGES = dict(sizes=(5, 4, 3, 2))  # every kind of ResStage/iResNet stage
 
-# fixture: (registry name, create_model options, reduced structure set with `clone`)
+# fixture: (registry name, create_model options, reduced `Dims` of the reference model)
 CASES = {
   'torchvision_resnet_basic': ('resnet18', {}, BASIC | TORCHVISION_STAGES),
   'torchvision_resnet_bottleneck': ('resnet50', {}, BOTTLENECK | TORCHVISION_STAGES),
@@ -52,7 +54,7 @@ CASES = {
   'cifar_resstage_bottleneck': ('cifar_resstage47', dict(base_width=4), {}),
   'cifar_iresnet_basic': ('cifar_iresnet32', dict(base_width=4), {}),
   'cifar_iresnet_bottleneck': ('cifar_iresnet29', dict(base_width=4), {}),
-  'cifar_preact_basic': ('cifar_preact_resnet20', dict(base_width=8), {}),
+  'cifar_preact_basic': ('cifar_preact_resnet20', dict(base_width=8, shortcut='B'), {}),
   'cifar_preact_bottleneck': ('cifar_preact_resnet29', dict(base_width=4), {}),
 }
 
@@ -65,16 +67,40 @@ def load_fixture(name):
 
 
 def reference_model(name, **options):
-  model_name, model_options, structure = CASES[name]
-  model = create_model(model_name, num_classes=10, **model_options, **options)
-  return model.clone(**structure) if structure else model
+  """The registry model of fixture `name`, with the reference's reduced depth and widths."""
+  model_name, model_options, reduced = CASES[name]
+  family_name, depth = models.parse_name(model_name)
+  family = models.FAMILIES[family_name]
+  if reduced:
+    full_dims = family.dims
+
+    @functools.wraps(full_dims)
+    def reduced_dims(*args, **kwargs):
+      dims = full_dims(*args, **kwargs)
+      stem = dataclasses.replace(dims.stem, features=reduced['stem'])
+      return dataclasses.replace(dims, **reduced | {'stem': stem})
+
+    family = dataclasses.replace(family, dims=reduced_dims)
+  return family.network(family_name, depth, num_classes=10, **model_options, **options)
 
 
 def relative_error(a, b):
   return float(np.abs(a - b).max() / np.abs(b).max())
 
 
-@pytest.mark.parametrize('name', sorted(CASES))
+# The fast tier (`-m "not slow"`) checks one network of each block kind and layout; the full
+# suite checks every fixture.
+FAST_CASES = {
+  'torchvision_resnet_basic',
+  'iresnet_bottleneck',
+  'cifar_resnet20_a',
+  'preact_bottleneck',
+}
+
+
+@pytest.mark.parametrize(
+  'name', [n if n in FAST_CASES else pytest.param(n, marks=pytest.mark.slow) for n in sorted(CASES)]
+)
 def test_converted_weights_give_reference_logits(name):
   state_dict, images, expected = load_fixture(name)
   # Unrolled and run op by op: the fastest way here for one small batch; the parameter tree is
@@ -180,6 +206,7 @@ def test_wrong_model_lists_the_problems():
   assert 'no place for' not in str(error.value)
 
 
+@pytest.mark.slow
 def test_cli_writes_a_restorable_checkpoint(tmp_path):
   state_dict, images, expected = load_fixture('cifar_resnet14_b')
   checkpoint = tmp_path / 'resnet14.npz'

@@ -214,3 +214,8 @@ def test_evaluation_reads_every_example_once_over_all_processes(digits_config, m
       seen.update(img.tobytes() for img, m in zip(batch['image'], batch['mask'], strict=True) if m)
   assert steps == {(3, 3)}  # 90 examples per process, 3 batches of 40, the last one padded
   assert seen == raw
+
+
+def test_misspelt_augmentation_is_an_error():
+  with pytest.raises(ValueError, match="augmentation='pad_crp' is not one of 'pad_crop', "):
+    input_pipeline.DatasetSpec((0.0,), (1.0,), 'pad_crp')

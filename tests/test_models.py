@@ -3,6 +3,7 @@ train and differentiate, stacking is exact, and bad names or options fail clearl
 
 import functools
 import math
+import os
 import types
 
 import jax
@@ -11,15 +12,9 @@ import numpy as np
 import pytest
 from flax.traverse_util import flatten_dict
 
-from resnet_jax.models import (
-  create_model,
-  iresnet,
-  layers,
-  list_models,
-  model_options,
-  preact_resnet,
-  resnet,
-)
+from resnet_jax import models
+from resnet_jax.models import blocks, create_model, list_models, model_options
+from resnet_jax.models.network import Stem
 
 # torchvision's ImageNet ResNets (the same in the official iResNet code, which adds 200).
 PUBLISHED = {
@@ -84,26 +79,6 @@ def num_params(variables) -> int:
   return sum(x.size for x in jax.tree.leaves(variables['params']))
 
 
-def test_registry_has_every_family():
-  names = set(list_models())
-  for family, depths in [
-    ('resnet', (18, 34, 50, 101, 152, 200)),
-    ('preact_resnet', (18, 34, 50, 101, 152, 200)),
-    ('resstage', (18, 34, 50, 101, 152, 200)),
-    ('iresnet', (18, 34, 50, 101, 152, 200, 302, 404, 1001)),
-    ('resgroup', (50, 101, 152)),
-    ('resgroupfix', (50, 101, 152)),
-    ('iresgroup', (50, 101, 152)),
-    ('iresgroupfix', (50, 101, 152)),
-    ('cifar_resnet', (20, 32, 44, 56, 110, 1202)),
-    ('cifar_preact_resnet', (110, 164, 1001)),
-    ('cifar_resstage', (110, 1202, 3002)),
-    ('cifar_iresnet', (110, 1202, 3002)),
-  ]:
-    for depth in depths:
-      assert f'{family}{depth}' in names
-
-
 @pytest.mark.parametrize('name', list_models())
 def test_builds_with_published_parameter_count(name):
   logits, variables = shapes(name)
@@ -134,12 +109,17 @@ def test_cifar_resstage_and_iresnet_match_resnet_parameters():
 
 
 def test_any_valid_cifar_depth():
-  model = create_model('cifar_iresnet2000')  # 9n+2, >= 164: bottlenecks
-  assert model.stage_sizes == (222, 222, 222) and model.bottleneck
-  model = create_model('cifar_iresnet20', depth=3002)  # 6n+2 only: basic blocks
-  assert model.stage_sizes == (500, 500, 500) and not model.bottleneck
-  assert not create_model('cifar_preact_resnet110').bottleneck  # 6n+2 and 9n+2, < 164
-  assert create_model('cifar_resnet56', block='bottleneck').stage_sizes == (6, 6, 6)
+  def blocks_and_features(name, **options):
+    stages = create_model(name, **options).stages
+    return [s.num_blocks for s in stages], [s.features for s in stages]
+
+  # 9n+2, >= 164: bottlenecks, 4x the width at the output.
+  assert blocks_and_features('cifar_iresnet2000') == ([222] * 3, [64, 128, 256])
+  # 6n+2 only: basic blocks.
+  assert blocks_and_features('cifar_iresnet20', depth=3002) == ([500] * 3, [16, 32, 64])
+  # 6n+2 and 9n+2, < 164: basic blocks.
+  assert blocks_and_features('cifar_preact_resnet110') == ([18] * 3, [16, 32, 64])
+  assert blocks_and_features('cifar_resnet56', block='bottleneck') == ([6] * 3, [64, 128, 256])
   logits, variables = shapes('cifar_iresnet3002')
   assert logits.shape == (2, 10)
   kernel = variables['params']['stage2']['middle']['conv1']['kernel']
@@ -185,44 +165,38 @@ def test_cifar_shortcut_options():
   assert len(shortcut_convs(shapes('cifar_resnet20', shortcut='C')[1])) == 2 * 6
 
 
-# Small networks of every block type and layout (constructor, fields), run on 16 px images.
-TINY = dict(stage_features=(8, 16), stage_widths=(4, 8), stage_groups=(1, 2), num_classes=5)
+# Small networks of every block type and layout (plan function, dims, options), on 16 px images.
+def tiny_dims(sizes, bottleneck, cifar=False):
+  return models.Dims(
+    stem=Stem(8, 3, 1, pool=False) if cifar else Stem(8),
+    sizes=sizes,
+    features=(8, 16),
+    widths=(4, 8),
+    groups=(1, 2),
+    strides=(1, 2),
+    bottleneck=bottleneck,
+  )
+
+
 SMALL_NETWORKS = {
-  'resnet': (resnet.ResNet, dict(stage_sizes=(1, 2), bottleneck=True, stem_features=8)),
-  'resnet_v1_C': (
-    resnet.ResNet,
-    dict(stage_sizes=(1, 2), bottleneck=True, stride_in_1x1=True, shortcut='C', stem_features=8),
-  ),
-  'cifar_resnet_A': (
-    resnet.ResNet,
-    dict(stage_sizes=(2, 2), bottleneck=False, cifar=True, stem_features=8, shortcut='A'),
-  ),
-  'preact_resnet': (
-    preact_resnet.PreActResNet,
-    dict(stage_sizes=(2, 2), bottleneck=True, stem_features=8),
-  ),
-  'cifar_preact_resnet': (
-    preact_resnet.PreActResNet,
-    dict(stage_sizes=(2, 2), bottleneck=False, cifar=True, stem_features=8),
-  ),
-  'resstage': (
-    iresnet.IResNet,
-    dict(stage_sizes=(2, 4), bottleneck=True, improved=False, stem_features=8),
-  ),
-  'iresnet': (
-    iresnet.IResNet,
-    dict(stage_sizes=(3, 6), bottleneck=True, improved=True, stem_features=8),
-  ),
+  'resnet': (models.resnet, tiny_dims((1, 2), True), {}),
+  'resnet_v1_C': (models.resnet, tiny_dims((1, 2), True), dict(stride_in_1x1=True, shortcut='C')),
+  'cifar_resnet_A': (models.resnet, tiny_dims((2, 2), False, cifar=True), dict(shortcut='A')),
+  'preact_resnet': (models.preact_resnet, tiny_dims((2, 2), True), {}),
+  'cifar_preact_resnet': (models.preact_resnet, tiny_dims((2, 2), False, cifar=True), {}),
+  'resstage': (models.resstage, tiny_dims((2, 4), True), {}),
+  'iresnet': (models.resstage, tiny_dims((3, 6), True), dict(shortcut='improved')),
   'cifar_iresnet': (
-    iresnet.IResNet,
-    dict(stage_sizes=(2, 3), bottleneck=False, improved=True, cifar=True, stem_features=8),
+    models.resstage,
+    tiny_dims((2, 3), False, cifar=True),
+    dict(shortcut='improved'),
   ),
 }
 
 
 def small_network(kind: str, **overrides):
-  constructor, fields = SMALL_NETWORKS[kind]
-  return constructor(**{**TINY, **fields, **overrides})
+  plan, dims, options = SMALL_NETWORKS[kind]
+  return plan(dims, num_classes=5, **options, **overrides)
 
 
 def images(batch: int = 4, size: int = 16, channels: int = 3, seed: int = 0) -> jax.Array:
@@ -313,7 +287,7 @@ def test_batchnorm_train_and_eval_modes():
   train_logits, state = net.train(variables, x)
   other_logits, _ = net.train(variables, x.at[2:].multiply(3.0))
   assert not np.allclose(other_logits[:2], train_logits[:2], atol=1e-3)
-  y = layers.Conv(8, 3).apply({'params': variables['params']['stem_conv']}, x)
+  y = blocks.Conv(8, 3).apply({'params': variables['params']['stem_conv']}, x)
   stats = state['batch_stats']['stem_bn']
   np.testing.assert_allclose(stats['mean'], 0.1 * y.mean(axis=(0, 1, 2)), rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(stats['var'], 0.9 + 0.1 * y.var(axis=(0, 1, 2)), rtol=1e-4)
@@ -385,12 +359,12 @@ def test_dropout_before_the_classifier():
 def test_padding_is_symmetric_like_pytorch():
   """Stride-2 3x3 convolution and max-pool sample the grid as PyTorch (padding 1 each side)."""
   x = np.arange(1 * 6 * 6 * 1, dtype=np.float32).reshape(1, 6, 6, 1) - 10
-  conv = layers.Conv(1, 3, strides=2, kernel_init=jax.nn.initializers.ones)
+  conv = blocks.Conv(1, 3, strides=2, kernel_init=jax.nn.initializers.ones)
   y = conv.apply(conv.init(jax.random.key(0), x), x)
   padded = np.pad(x[0, :, :, 0], 1)
   want = [[padded[i : i + 3, j : j + 3].sum() for j in (0, 2, 4)] for i in (0, 2, 4)]
   np.testing.assert_array_equal(y[0, :, :, 0], want)
-  pooled = layers.max_pool(jnp.asarray(x))
+  pooled = blocks.max_pool(jnp.asarray(x))
   padded = np.pad(x[0, :, :, 0], 1, constant_values=-np.inf)
   want = [[padded[i : i + 3, j : j + 3].max() for j in (0, 2, 4)] for i in (0, 2, 4)]
   np.testing.assert_array_equal(pooled[0, :, :, 0], want)
@@ -408,7 +382,7 @@ def test_padding_is_symmetric_like_pytorch():
     ('cifar_resnet20', {'shortcut': 'D'}, "shortcut='D' is not one of"),
     ('resnet50', {'zero_init': True}, 'no option zero_init. Valid options: .*zero_init_residual'),
     ('preact_resnet50', {'zero_init_residual': True}, 'no option zero_init_residual'),
-    ('iresnet50', {'shortcut': 'A'}, 'no option shortcut'),
+    ('iresnet50', {'shortcut': 'A'}, "shortcut='A' is not one of 'B', 'improved'"),
     ('resnet18', {'groups': 32}, 'basic blocks, which support only groups=1'),
     ('iresnet50', {'depth': 60}, 'iresnet has no depth 60'),
   ],
@@ -424,3 +398,48 @@ def test_model_options_lists_what_create_model_accepts():
     assert option in options
   assert 'official_inplace_relu' in options and 'stage_sizes' not in options
   assert 'zero_init_residual' not in model_options('cifar_preact_resnet164')
+
+
+@pytest.mark.parametrize(
+  'block, field, value',
+  [
+    (blocks.StageBlock, 'position', 'midle'),
+    (blocks.PreActBlock, 'preact', 'shard'),
+    (blocks.PostActBlock, 'shortcut_kind', 'conv_nb'),
+  ],
+)
+def test_misspelt_block_options_are_errors(block, field, value):
+  norm = blocks.batch_norm(train=False, dtype=jnp.float32)
+  with pytest.raises(ValueError, match=f"{field}='{value}' is not one of '"):
+    block(conv=blocks.Conv, norm=norm, act=jax.nn.relu, features=8, **{field: value})
+
+
+def readme_block_example() -> str:
+  """The Python example of the README's section 'How a network is built'."""
+  with open(os.path.join(os.path.dirname(__file__), '..', 'README.md')) as f:
+    readme = f.read()
+  section = readme[readme.index('### How a network is built') :]
+  start = section.index('```python\n') + len('```python\n')
+  return section[start : section.index('\n```', start)]
+
+
+@pytest.mark.slow
+def test_readme_new_block_is_one_class_and_one_plan_line(monkeypatch):
+  monkeypatch.setattr(models, 'FAMILIES', dict(models.FAMILIES))
+  namespace = {}
+  exec(readme_block_example(), namespace)  # noqa: S102 (the README's own example)
+  model = namespace['model']
+  assert [s.num_blocks for s in model.stages] == [3, 3, 3]
+  x = images(batch=2, size=8)
+  variables = jax.jit(lambda x: model.init(jax.random.key(0, impl='rbg'), x, train=False))(x)
+  reference = num_params(shapes('cifar_resnet20')[1])
+  assert num_params(variables) == reference + 9  # one alpha per block
+  alpha = variables['params']['stage2']['rest']['alpha']
+  assert alpha.shape == (2,) and np.all(alpha == 0)
+
+  def loss(params):
+    logits, _ = model.apply({**variables, 'params': params}, x, train=True, mutable=['batch_stats'])
+    return jnp.mean(logits**2)
+
+  grads = jax.jit(jax.grad(loss))(variables['params'])
+  assert np.all(grads['stage2']['rest']['alpha'] != 0)

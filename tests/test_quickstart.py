@@ -1,9 +1,12 @@
 """The README's first command: the quickstart reaches its promised accuracy."""
 
+import pytest
+
 from configs import quickstart
 from resnet_jax import train
 
 
+@pytest.mark.slow
 def test_quickstart_reaches_97_percent(data_dir, tmp_path):
   config = quickstart.get_config()
   config.data_dir = data_dir

@@ -142,6 +142,7 @@ def compilation_cache(tmp_path):
   jax.config.update('jax_compilation_cache_dir', previous)
 
 
+@pytest.mark.slow
 def test_report_on_real_runs(tmp_path, monkeypatch, compilation_cache):
   """Two tiny real trainings through the sweep's own configs: the report reads what main writes."""
   monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -8,6 +8,7 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from conftest import run_main
 
@@ -37,6 +38,7 @@ def _wait_for_checkpoint(workdir, step, process, timeout=300):
     time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
   common = [f'--config.data_dir={data_dir}', *STEPS]
   run_main(tmp_path / 'straight', *common)
@@ -59,6 +61,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   common = [f'--config.data_dir={data_dir}', *STEPS]
   process = run_main(tmp_path, *common, stdout=open(os.devnull, 'w'), stderr=open(os.devnull, 'w'))
@@ -79,6 +82,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_run_restores_on_one_process(tmp_path, data_dir):
   port = _free_port()
   common = [

@@ -64,6 +64,7 @@ def test_parts_add_up_and_stacking_does_not_change_counts():
   assert unrolled == result
 
 
+@pytest.mark.slow
 def test_summary_command_prints_the_table():
   out = subprocess.run(
     [sys.executable, '-m', 'resnet_jax.summary', '--model=cifar_resnet20'],

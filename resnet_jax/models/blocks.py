@@ -1,37 +1,165 @@
-"""Residual blocks of the three papers. They share their convolutions and differ only in where
-BatchNorm and ReLU sit:
+"""Residual blocks, and the layers they are made of, set up to compute exactly as PyTorch does.
+
+Weights converted from the PyTorch reference code must give the same outputs here, so padding,
+pooling and BatchNorm follow PyTorch rather than Flax defaults:
+
+* convolutions and max-pooling pad explicitly and symmetrically, `(kernel_size - 1) // 2` on
+  every side. Flax's 'SAME' pads a stride-2 layer more on the bottom/right than on the top/left,
+  which shifts the sampling grid by one pixel relative to PyTorch.
+* BatchNorm: PyTorch's momentum 0.1 is Flax's momentum 0.9 (the weight of the old running
+  average); epsilon 1e-5. One difference remains and only affects training: PyTorch updates the
+  running variance with the unbiased batch variance, Flax with the biased one (a factor
+  n / (n - 1), n = batch x height x width, e.g. 1.0002 for 64 images of 8 x 8).
+* Convolutions are initialised as torchvision and the official iResNet code: Kaiming-normal with
+  fan-out (std = sqrt(2 / (out_channels x kernel area))); BN scale 1 and bias 0.
+
+Parameters and BatchNorm statistics are float32; `dtype` only sets the compute dtype.
+Convolutions and max-pooling compute through `conv_ops`: the same numbers, with backward passes
+that stay on XLA:CPU's fast paths (also inside the loops of stacked blocks).
+
+The blocks differ only in where BatchNorm and ReLU sit around the same convolutions:
 
 * `PostActBlock` (He 2015, torchvision): conv-BN-ReLU ... conv-BN, add, ReLU.
 * `PreActBlock` (He 2016): BN-ReLU-conv ... BN-ReLU-conv, add.
 * `StageBlock` (Duta 2020, ResStage and iResNet): start, middle or end of a stage.
+* He 2016's ablations of the post-activation unit: the other orderings of its Fig. 4
+  (`BNAfterAdditionBlock`, `ReLUBeforeAdditionBlock`, `ReLUPreActBlock`) and the scaled, gated
+  and dropped shortcuts of its Table 1 (`ModulatedShortcutBlock`).
 
 The residual branch is basic (3x3, 3x3) or a bottleneck (1x1, grouped 3x3, 1x1). Parameter names
 follow the PyTorch references: `conv{i}` and `bn{i}`, `shortcut_conv` and `shortcut_bn`.
 The network builds `conv`, `norm` and `act` once (compute dtype, train mode, BN settings) and
-hands them to every block.
+hands them to every block, with the training mode and the stage's `features`, `width`, `groups`
+and `strides`.
 """
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, get_args
 
 import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from resnet_jax.models.layers import ModuleDef, shortcut
+from resnet_jax.models import conv_ops
+
+ModuleDef = Any
+DType = Any
+
+conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def check_choice(field: str, value: Any, valid: Sequence[Any]) -> None:
+  """Raises a ValueError naming `field`, the bad `value` and the valid ones."""
+  if value not in valid:
+    raise ValueError(f'{field}={value!r} is not one of {", ".join(map(repr, valid))}.')
+
+
+class Conv(nn.Module):
+  """2-D convolution without bias, zero-padded like PyTorch: (kernel_size - 1) // 2 on each side.
+
+  The kernel is HWIO, (kernel_size, kernel_size, in_channels // groups, features).
+  """
+
+  features: int
+  kernel_size: int
+  strides: int = 1
+  groups: int = 1
+  dtype: DType = jnp.float32
+  kernel_init: Callable = conv_kernel_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    in_features = x.shape[-1]
+    if in_features % self.groups or self.features % self.groups:
+      raise ValueError(
+        f'Conv: groups={self.groups} must divide both the input channels ({in_features}) and '
+        f'the output channels ({self.features}); choose a width that is a multiple of groups.'
+      )
+    k = self.kernel_size
+    kernel = self.param(
+      'kernel', self.kernel_init, (k, k, in_features // self.groups, self.features), jnp.float32
+    )
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    pad = (k - 1) // 2
+    return conv_ops.conv2d(x, kernel, (self.strides, self.strides), ((pad, pad),) * 2, self.groups)
+
+
+def batch_norm(train: bool, dtype: DType) -> ModuleDef:
+  """BatchNorm with PyTorch's defaults; batch statistics in training, running ones otherwise."""
+  return functools.partial(
+    nn.BatchNorm,
+    use_running_average=not train,
+    momentum=0.9,
+    epsilon=1e-5,
+    dtype=dtype,
+    param_dtype=jnp.float32,
+  )
+
+
+def max_pool(x: jax.Array, strides: int = 2) -> jax.Array:
+  """3x3 max-pooling padded by 1 on each side (PyTorch `MaxPool2d(3, stride, padding=1)`).
+
+  Padding counts as -inf, as in PyTorch; the output size rounds down (`ceil_mode=False`).
+  """
+  return conv_ops.max_pool(x, 3, strides, 1)
+
+
+ShortcutKind = Literal['identity', 'zero_pad', 'conv', 'conv_bn', 'pool', 'pool_conv_bn', 'none']
+SHORTCUT_KINDS: tuple[str, ...] = get_args(ShortcutKind)
+
+
+def shortcut_path(
+  x: jax.Array, kind: ShortcutKind, features: int, strides: int, conv: ModuleDef, norm: ModuleDef
+) -> jax.Array:
+  """The identity path of a residual block, `kind` one of:
+
+  'identity':     x.
+  'zero_pad':     He 2015 option A, parameter-free: subsample by `strides` (a 1x1 stride-s
+                  pooling) and pad zero channels up to `features`, half on each side (as the
+                  PyTorch CIFAR ResNet whose published checkpoints `convert` reads).
+  'conv':         1x1 convolution with stride (pre-activation units: the sum stays unnormalised).
+  'conv_bn':      1x1 convolution with stride, then BN (He 2015 options B and C, torchvision).
+  'pool':         3x3 max-pool with stride (iResNet, when only the resolution changes).
+  'pool_conv_bn': 3x3 max-pool with stride, 1x1 convolution, BN (iResNet's improved projection:
+                  the max-pool looks at every activation, a strided 1x1 convolution at a quarter).
+  'none':         no shortcut, a zero to add (He 2015's plain networks).
+  """
+  if kind == 'identity':
+    return x
+  if kind == 'none':
+    return jnp.zeros((), x.dtype)
+  if kind == 'zero_pad':
+    x = x[:, ::strides, ::strides, :]
+    before = (features - x.shape[-1]) // 2
+    return jnp.pad(x, ((0, 0), (0, 0), (0, 0), (before, features - x.shape[-1] - before)))
+  if kind in ('pool', 'pool_conv_bn'):
+    x, strides = max_pool(x, strides), 1
+  if kind == 'pool':
+    return x
+  x = conv(features, 1, strides, name='shortcut_conv')(x)
+  return norm(name='shortcut_bn')(x) if kind.endswith('_bn') else x
 
 
 class ResidualBlock(nn.Module):
-  """Fields every block shares, and its convolutions."""
+  """Fields every block shares, its convolutions and its shortcut."""
 
   conv: ModuleDef
   norm: ModuleDef
   act: Callable[[jax.Array], jax.Array]
   features: int  # output channels
+  train: bool = False  # training mode, for layers other than `norm` (dropout)
   strides: int = 1
-  bottleneck: bool = False
   width: int = 0  # inner channels of a bottleneck
   groups: int = 1  # groups of the bottleneck's 3x3 convolution (ResNeXt)
+  bottleneck: bool = False
   stride_in_1x1: bool = False  # bottleneck stride on the first 1x1 (2015 paper) not the 3x3
-  shortcut: str = 'identity'  # see `layers.shortcut`
+  shortcut_kind: ShortcutKind = 'identity'  # see `shortcut_path`
+  zero_init_last: bool = False  # the branch's last BN (if it has one) starts at scale 0
+
+  def __post_init__(self):
+    check_choice('shortcut_kind', self.shortcut_kind, SHORTCUT_KINDS)
+    super().__post_init__()
 
   def convs(self) -> list[tuple[int, int, int, int]]:
     """(features, kernel_size, strides, groups) of each convolution of the residual branch."""
@@ -40,30 +168,101 @@ class ResidualBlock(nn.Module):
     s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
     return [(self.width, 1, s1, 1), (self.width, 3, s3, self.groups), (self.features, 1, 1, 1)]
 
-  def identity(self, x: jax.Array) -> jax.Array:
-    return shortcut(x, self.shortcut, self.features, self.strides, self.conv, self.norm)
-
-
-class PostActBlock(ResidualBlock):
-  """He 2015: every convolution is followed by BN; ReLU after each but the last, and after the sum.
-
-  `zero_init_last` starts the last BN's scale at 0, so the block starts as the identity
-  (Goyal et al. 2017; torchvision's `zero_init_residual`).
-  """
-
-  zero_init_last: bool = False
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def conv_norm_act(self, y: jax.Array) -> jax.Array:
+    """The branch conv1-bn1-ReLU ... conv{n}: every convolution but the last followed by BN-ReLU."""
     convs = self.convs()
-    y = x
     for i, (features, kernel_size, strides, groups) in enumerate(convs, start=1):
       y = self.conv(features, kernel_size, strides, groups, name=f'conv{i}')(y)
       if i < len(convs):
         y = self.act(self.norm(name=f'bn{i}')(y))
+    return y
+
+  def last_norm(self, y: jax.Array) -> jax.Array:
+    """BN `bn{n}` after the last convolution; at scale 0 with `zero_init_last`, so that the block
+    starts as its shortcut (Goyal et al. 2017; torchvision's `zero_init_residual`)."""
     scale_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
-    y = self.norm(scale_init=scale_init, name=f'bn{len(convs)}')(y)
-    return self.act(y + self.identity(x))
+    return self.norm(scale_init=scale_init, name=f'bn{len(self.convs())}')(y)
+
+  def shortcut(self, x: jax.Array) -> jax.Array:
+    return shortcut_path(x, self.shortcut_kind, self.features, self.strides, self.conv, self.norm)
+
+
+class PostActBlock(ResidualBlock):
+  """He 2015: each convolution is followed by BN; ReLU after all but the last, and after the sum."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.act(self.last_norm(self.conv_norm_act(x)) + self.shortcut(x))
+
+
+class BNAfterAdditionBlock(ResidualBlock):
+  """He 2016 Fig. 4(b): conv-BN-ReLU ... conv, add, then BN and ReLU after the sum (`bn{n}`)."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.act(self.last_norm(self.conv_norm_act(x) + self.shortcut(x)))
+
+
+class ReLUBeforeAdditionBlock(ResidualBlock):
+  """He 2016 Fig. 4(c): conv-BN-ReLU ... conv-BN-ReLU, then add; nothing after the sum."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.act(self.last_norm(self.conv_norm_act(x))) + self.shortcut(x)
+
+
+class ReLUPreActBlock(ResidualBlock):
+  """He 2016 Fig. 4(d), ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, add."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return self.last_norm(self.conv_norm_act(self.act(x))) + self.shortcut(x)
+
+
+Modulation = Literal['constant_scaling', 'exclusive_gating', 'shortcut_only_gating', 'dropout']
+
+
+class ModulatedShortcutBlock(ResidualBlock):
+  """He 2016 Table 1 and Fig. 2(b)-(f): a post-activation unit, relu(a * h(x) + b * F(x)), whose
+  shortcut h(x) and branch F(x) are modulated before the sum, by `modulation`:
+
+    'constant_scaling':     a = `shortcut_scale` (the paper's lambda = 0.5), b = `residual_scale`
+                            (1, or 1 - lambda: "frozen gating").
+    'exclusive_gating':     a = 1 - g(x), b = g(x) (Highway networks), g(x) = sigmoid(W_g x + b_g)
+                            elementwise, W_g a 1x1 convolution (`gate_conv`, with the block's
+                            stride) and b_g its bias (`gate_bias`), initialised to
+                            `gate_bias_init` (the paper's best: -6).
+    'shortcut_only_gating': a = 1 - g(x), b = 1.
+    'dropout':              a = dropout of rate `shortcut_dropout` (0.5 in the paper), b = 1.
+
+  The 1x1-convolution shortcut of the same table is He 2015's option C (`shortcut='C'`).
+  """
+
+  modulation: Modulation = 'constant_scaling'
+  shortcut_scale: float = 0.5
+  residual_scale: float = 1.0
+  gate_bias_init: float = -6.0
+  shortcut_dropout: float = 0.5
+
+  def __post_init__(self):
+    check_choice('modulation', self.modulation, get_args(Modulation))
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    h, f = self.shortcut(x), self.last_norm(self.conv_norm_act(x))
+    if self.modulation == 'constant_scaling':
+      return self.act(self.shortcut_scale * h + self.residual_scale * f)
+    if self.modulation == 'dropout':
+      return self.act(nn.Dropout(self.shortcut_dropout, deterministic=not self.train)(h) + f)
+    g = self.conv(self.features, 1, self.strides, name='gate_conv')(x)
+    bias = self.param('gate_bias', nn.initializers.constant(self.gate_bias_init), (self.features,))
+    g = nn.sigmoid(g + bias.astype(g.dtype))
+    f = g * f if self.modulation == 'exclusive_gating' else f
+    return self.act((1 - g) * h + f)
+
+
+PreAct = Literal['residual', 'shared', 'none']
 
 
 class PreActBlock(ResidualBlock):
@@ -77,7 +276,11 @@ class PreActBlock(ResidualBlock):
     'none':     no BN-ReLU: the input was just activated by the stem (first block, ImageNet).
   """
 
-  preact: str = 'residual'
+  preact: PreAct = 'residual'
+
+  def __post_init__(self):
+    check_choice('preact', self.preact, get_args(PreAct))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,7 +291,10 @@ class PreActBlock(ResidualBlock):
       if i > 1 or self.preact == 'residual':
         y = self.act(self.norm(name=f'bn{i}')(y))
       y = self.conv(features, kernel_size, strides, groups, name=f'conv{i}')(y)
-    return y + self.identity(x)
+    return y + self.shortcut(x)
+
+
+Position = Literal['start', 'middle', 'end']
 
 
 class StageBlock(ResidualBlock):
@@ -106,37 +312,30 @@ class StageBlock(ResidualBlock):
   input tensor, so the identity path carries relu(x) as well. The published ImageNet weights
   were trained this way, so it is the default; False gives the paper's form (identity x).
 
-  `zero_init_last` starts the start block's last BN at scale 0. Only start blocks have a BN at
-  the end of the residual branch: a middle block's branch ends with a convolution, and the end
-  block's last BN acts after the sum, so zeroing it would zero the stage's output. (The official
+  Only a start block has a BN at the end of its residual branch, so `zero_init_last` belongs on
+  start blocks: a middle block's branch ends with a convolution, and the end block's last BN
+  acts after the sum, so zeroing it would zero the stage's output. (The official
   `zero_init_residual` sets `bn3`/`bn2` of every block and fails on middle blocks, which have
   none.)
   """
 
-  position: str = 'middle'  # 'start', 'middle' or 'end'
+  position: Position = 'middle'
   bn0: bool = True
   official_inplace_relu: bool = True
-  zero_init_last: bool = False
+
+  def __post_init__(self):
+    check_choice('position', self.position, get_args(Position))
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    convs = self.convs()
-    last_bn = f'bn{len(convs)}'
-    identity = x
-    if self.position == 'start':
-      y = x
-    else:
+    identity = y = x
+    if self.position != 'start':
       y = self.act(self.norm(name='bn0')(x) if self.bn0 else x)
       if not self.bn0 and self.official_inplace_relu:
         identity = y
-    for i, (features, kernel_size, strides, groups) in enumerate(convs, start=1):
-      y = self.conv(features, kernel_size, strides, groups, name=f'conv{i}')(y)
-      if i < len(convs):
-        y = self.act(self.norm(name=f'bn{i}')(y))
+    y = self.conv_norm_act(y)
     if self.position == 'start':
-      scale_init = nn.initializers.zeros if self.zero_init_last else nn.initializers.ones
-      y = self.norm(scale_init=scale_init, name=last_bn)(y)
-    y = y + self.identity(identity)
-    if self.position == 'end':
-      y = self.act(self.norm(name=last_bn)(y))
-    return y
+      y = self.last_norm(y)
+    y = y + self.shortcut(identity)
+    return self.act(self.last_norm(y)) if self.position == 'end' else y

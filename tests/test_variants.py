@@ -1,0 +1,274 @@
+"""The papers' comparisons as options of the one network: He 2015's plain networks, He 2016's
+shortcut variants (Table 1) and unit orderings (Fig. 4), Duta 2020's components on their own.
+Each is checked against the paper's definition, and each trains."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax.traverse_util import flatten_dict, unflatten_dict
+from jax import lax
+
+from resnet_jax import summary
+from resnet_jax.models import ACTIVATIONS, blocks, create_model
+
+
+def num_params(name: str, **options) -> int:
+  model = create_model(name, **options)
+  size = 8 if name.startswith('cifar_') else 32
+  variables = jax.eval_shape(
+    lambda x: model.init(jax.random.key(0), x, train=False), jnp.zeros((1, size, size, 3))
+  )
+  return sum(x.size for x in jax.tree.leaves(variables['params']))
+
+
+def shortcut_kinds(name: str, **options) -> list[str]:
+  model = create_model(name, **options)
+  return [
+    run.block.keywords.get('shortcut_kind', 'identity') for s in model.stages for run in s.runs
+  ]
+
+
+def test_plain_networks_are_the_resnets_without_shortcuts():
+  # He 2015: "the same number of parameters, depth, width, and computational cost" as the ResNet
+  # with parameter-free (option A) shortcuts.
+  assert num_params('plain34') == num_params('resnet34', shortcut='A') == 21_623_848
+  assert num_params('cifar_plain56') == num_params('cifar_resnet56') == 853_018
+  assert set(shortcut_kinds('plain18')) == set(shortcut_kinds('cifar_plain110')) == {'none'}
+  plain, resnet = create_model('cifar_plain20'), create_model('cifar_resnet20')
+  assert summary.count_macs(plain, 32) == summary.count_macs(resnet, 32)
+
+
+# A basic unit of 4 channels, evaluated with running statistics 0 and 1.
+FEATURES = 4
+
+
+def unit(block_cls, **fields):
+  conv = blocks.Conv
+  norm = blocks.batch_norm(train=False, dtype=jnp.float32)
+  return block_cls(conv=conv, norm=norm, act=jax.nn.relu, features=FEATURES, **fields)
+
+
+def random_params(module, x, seed=1):
+  """Variables of `module` with every parameter random (BN scales and biases too)."""
+  variables = module.init(jax.random.key(0), x)
+  flat = flatten_dict(variables['params'])
+  keys = jax.random.split(jax.random.key(seed), len(flat))
+  flat = {
+    k: jax.random.normal(key, v.shape) * 0.5 for key, (k, v) in zip(keys, flat.items(), strict=True)
+  }
+  return {**variables, 'params': unflatten_dict(flat)}
+
+
+def reference_ops(params):
+  """conv(name, y), bn(name, y) of the paper's formulas, from lax and the BN definition."""
+
+  def conv(name, y):
+    kernel = params[name]['kernel']
+    pad = kernel.shape[0] // 2
+    return lax.conv_general_dilated(
+      y, kernel, (1, 1), ((pad, pad),) * 2, dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+    )
+
+  def bn(name, y):  # running mean 0, variance 1
+    return y / np.sqrt(1 + 1e-5) * params[name]['scale'] + params[name]['bias']
+
+  return conv, bn
+
+
+# He 2016 Fig. 4, for a unit with input x: the unit's output.
+def fig4_reference(activation, params, x):
+  conv, bn = reference_ops(params)
+  relu = jax.nn.relu
+  if activation == 'original':
+    return relu(bn('bn2', conv('conv2', relu(bn('bn1', conv('conv1', x))))) + x)
+  if activation == 'bn_after_addition':
+    return relu(bn('bn2', conv('conv2', relu(bn('bn1', conv('conv1', x)))) + x))
+  if activation == 'relu_before_addition':
+    return relu(bn('bn2', conv('conv2', relu(bn('bn1', conv('conv1', x)))))) + x
+  if activation == 'relu_preactivation':
+    return bn('bn2', conv('conv2', relu(bn('bn1', conv('conv1', relu(x)))))) + x
+  assert activation == 'full_preactivation'
+  return conv('conv2', relu(bn('bn2', conv('conv1', relu(bn('bn1', x)))))) + x
+
+
+@pytest.mark.parametrize(
+  'activation',
+  [
+    'original',
+    'bn_after_addition',
+    'relu_before_addition',
+    'relu_preactivation',
+    'full_preactivation',
+  ],
+)
+def test_he2016_fig4_unit_orderings(activation):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
+  module = unit(ACTIVATIONS[activation])
+  variables = random_params(module, x)
+  np.testing.assert_allclose(
+    module.apply(variables, x),
+    fig4_reference(activation, variables['params'], x),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  # In a network: the same parameters as the original (full pre-activation moves BNs, from
+  # the stem to the end); ReLU-only pre-activation ends with a ReLU (the paper's extra
+  # activation after the last unit), full pre-activation with BN-ReLU.
+  assert num_params('cifar_resnet20', activation=activation) == 269_722
+  model = create_model('cifar_resnet20', activation=activation)
+  assert model.final_act == (activation in ('relu_preactivation', 'full_preactivation'))
+  assert model.final_norm == (activation == 'full_preactivation')
+
+
+def table1_reference(modulation, params, x, options):
+  """He 2016 Fig. 2: relu(a * h(x) + b * F(x)), h(x) = x, g(x) = sigmoid(conv1x1(x) + b_g)."""
+  conv, bn = reference_ops(params)
+  residual = bn('bn2', conv('conv2', jax.nn.relu(bn('bn1', conv('conv1', x)))))
+  if modulation == 'constant_scaling':
+    a, b = options['shortcut_scale'], options['residual_scale']
+  else:
+    g = jax.nn.sigmoid(conv('gate_conv', x) + params['gate_bias'])
+    a, b = 1 - g, g if modulation == 'exclusive_gating' else 1
+  return jax.nn.relu(a * x + b * residual)
+
+
+@pytest.mark.parametrize(
+  'modulation, options',
+  [
+    ('constant_scaling', dict(shortcut_scale=0.5, residual_scale=1.0)),
+    ('constant_scaling', dict(shortcut_scale=0.5, residual_scale=0.5)),
+    ('exclusive_gating', dict(gate_bias_init=-6.0)),
+    ('shortcut_only_gating', dict(gate_bias_init=0.0)),
+  ],
+)
+def test_he2016_table1_shortcut_modulations(modulation, options):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
+  module = unit(blocks.ModulatedShortcutBlock, modulation=modulation, **options)
+  variables = random_params(module, x)
+  np.testing.assert_allclose(
+    module.apply(variables, x),
+    table1_reference(modulation, variables['params'], x, options),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  if 'gate_bias_init' in options:  # the paper's bias initialisation, in every gate
+    init = module.init(jax.random.key(0), x)['params']['gate_bias']
+    np.testing.assert_array_equal(init, np.full(FEATURES, options['gate_bias_init']))
+
+
+def test_he2016_table1_gates_and_dropout_in_resnet110():
+  # A gate per unit: a 1x1 convolution (with the unit's stride) and its bias; 54 units.
+  gate_params = 16 * 16 * 18 + (16 * 32 + 32 * 32 * 17) + (32 * 64 + 64 * 64 * 17) + 16 * 18
+  gate_params += 32 * 18 + 64 * 18
+  baseline = num_params('cifar_resnet110')
+  assert baseline == 1_727_962
+  for modulation in ('exclusive_gating', 'shortcut_only_gating'):
+    assert num_params('cifar_resnet110', modulation=modulation) == baseline + gate_params
+  for modulation in ('constant_scaling', 'dropout'):
+    assert num_params('cifar_resnet110', modulation=modulation) == baseline
+  # 1x1 convolutional shortcut: He 2015's option C, a projection in every unit.
+  assert set(shortcut_kinds('cifar_resnet110', shortcut='C')) == {'conv_bn'}
+  # Dropout (0.5) on the shortcut: in training only.
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
+  dropped, plain = (
+    unit(blocks.ModulatedShortcutBlock, modulation='dropout'),
+    unit(blocks.PostActBlock),
+  )
+  variables = random_params(plain, x)
+  np.testing.assert_allclose(dropped.apply(variables, x), plain.apply(variables, x), atol=1e-6)
+  training = dropped.clone(train=True)
+  out = training.apply(variables, x, rngs={'dropout': jax.random.key(2)})
+  assert not np.allclose(out, plain.apply(variables, x), atol=1e-3)
+
+
+def test_bad_variant_options_are_clear_errors():
+  with pytest.raises(ValueError, match="modulation='gating' is not one of None, 'constant_"):
+    create_model('cifar_resnet20', modulation='gating')
+  with pytest.raises(ValueError, match="activation='preact' is not one of 'original'"):
+    create_model('cifar_resnet20', activation='preact')
+  with pytest.raises(ValueError, match="shortcut='A' is not one of 'B', 'improved'"):
+    create_model('iresnet50', shortcut='A')
+
+
+def test_duta2020_components_separately():
+  # The improved shortcut alone, on a post-activation ResNet: iResNet's shortcuts and stem
+  # (no max-pool: stage 1 strides through its shortcut's), the ResNet's blocks.
+  improved = create_model('resnet50', shortcut='improved')
+  assert shortcut_kinds('resnet50', shortcut='improved')[::2] == ['pool_conv_bn'] * 4
+  assert not improved.stem.pool and [s.strides for s in improved.stages] == [2, 2, 2, 2]
+  assert num_params('resnet50', shortcut='improved') == 25_557_032
+  assert summary.count_macs(improved, 224) == summary.count_macs(create_model('iresnet50'), 224)
+  # ResStage organisation with and without the improved shortcut.
+  assert num_params('resstage50', shortcut='improved') == num_params('iresnet50')
+  assert shortcut_kinds('resstage50', shortcut='improved') == shortcut_kinds('iresnet50')
+  assert shortcut_kinds('iresnet50', shortcut='B') == shortcut_kinds('resstage50')
+  # On CIFAR, where there is no stem max-pool to move.
+  assert shortcut_kinds('cifar_resnet20', shortcut='improved')[::2] == [
+    'identity',
+    'pool_conv_bn',
+    'pool_conv_bn',
+  ]
+
+
+def test_cifar_preact_shortcuts_follow_the_authors_code():
+  # fb.resnet.torch's CIFAR default (A) for ResNet-110; resnet-1k-layers' projections for 164.
+  assert 'conv' not in shortcut_kinds('cifar_preact_resnet110')
+  assert num_params('cifar_preact_resnet110') == 1_727_962
+  assert shortcut_kinds('cifar_preact_resnet164')[::2] == ['conv', 'conv', 'conv']
+  assert num_params('cifar_preact_resnet164') == 1_703_258
+
+
+# Every variant on CIFAR layouts of 4 channels and 8 x 8 images.
+VARIANTS = {
+  'plain': ('cifar_plain8', {}),
+  'constant_scaling': ('cifar_resnet8', dict(modulation='constant_scaling', residual_scale=0.5)),
+  'exclusive_gating': ('cifar_resnet8', dict(modulation='exclusive_gating')),
+  'shortcut_only_gating': ('cifar_resnet8', dict(modulation='shortcut_only_gating')),
+  'dropout_shortcut': ('cifar_resnet8', dict(modulation='dropout')),
+  'conv_shortcut': ('cifar_resnet8', dict(shortcut='C')),
+  'bn_after_addition': ('cifar_resnet8', dict(activation='bn_after_addition')),
+  'relu_before_addition': ('cifar_resnet8', dict(activation='relu_before_addition')),
+  'relu_preactivation': ('cifar_resnet8', dict(activation='relu_preactivation')),
+  'full_preactivation': ('cifar_resnet8', dict(activation='full_preactivation')),
+  'improved_shortcut': ('cifar_resnet8', dict(shortcut='improved')),
+  'resstage': ('cifar_resstage14', {}),
+  'resstage_improved': ('cifar_resstage14', dict(shortcut='improved')),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('variant', sorted(VARIANTS))
+def test_variant_trains(variant):
+  name, options = VARIANTS[variant]
+  model = create_model(name, base_width=4, **options)
+  images = jax.random.normal(jax.random.key(0), (8, 8, 8, 3))
+  labels = jnp.arange(8) % 10
+  variables = model.init(jax.random.key(1), images, train=False)
+  tx = optax.sgd(0.1, momentum=0.9)
+
+  def loss_fn(params, batch_stats, rng):
+    logits, state = model.apply(
+      {'params': params, 'batch_stats': batch_stats},
+      images,
+      train=True,
+      mutable=['batch_stats'],
+      rngs={'dropout': rng},
+    )
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    return loss, state['batch_stats']
+
+  @jax.jit
+  def step(params, batch_stats, opt_state, rng):
+    (loss, batch_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch_stats, rng)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, loss
+
+  params, batch_stats = variables['params'], variables['batch_stats']
+  opt_state = tx.init(params)
+  losses = []
+  for i in range(6):
+    params, batch_stats, opt_state, loss = step(params, batch_stats, opt_state, jax.random.key(i))
+    losses.append(float(loss))
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
