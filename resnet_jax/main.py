@@ -15,7 +15,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import host_memory, train
+from resnet_jax import host_memory, paths, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and summary.json.')
@@ -59,7 +59,7 @@ def main(argv):
     jax.device_count(),
     jax.devices()[0].platform,
   )
-  os.makedirs(FLAGS.workdir, exist_ok=True)
+  paths.resolve(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except (ValueError, FloatingPointError) as error:

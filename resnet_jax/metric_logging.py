@@ -1,13 +1,14 @@
 """Metric writers: TensorBoard events, the console, and a JSON-lines file.
 
 TensorBoard event files need TensorFlow or TensorBoard to read; `metrics.jsonl` lets sweeps and
-reports read every run's curves with the standard library alone. Local event files are written
-by tensorboardX, so that runs that read no TFDS dataset (fake data, benchmarks) never import
-TensorFlow; bucket workdirs use clu's TensorFlow writer.
+reports read every run's curves with the standard library alone. Event files are written by
+tensorboardX, so that runs that read no TFDS dataset (fake data, benchmarks) never import
+TensorFlow. In a bucket (gs://, s3://) both files go through etils.epath like every other file
+of a run; object stores cannot append, so there each flush rewrites the file whole.
 """
 
+import io
 import json
-import os
 import sys
 import types
 from collections.abc import Mapping
@@ -15,6 +16,9 @@ from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
+
+from resnet_jax import paths
 
 
 def _tensorflow_summary_writer(logdir: str):
@@ -38,11 +42,58 @@ from clu.metric_writers import interface  # noqa: E402
 from clu.periodic_actions import ReportProgress  # noqa: E402, F401  (re-exported for train.py)
 
 
+class _Rewritten(io.StringIO):
+  """A file in a bucket, opened for appending: each flush uploads everything written so far."""
+
+  def __init__(self, path: epath.Path, mode: str):
+    super().__init__(path.read_text() if 'a' in mode and path.exists() else '')
+    self.seek(0, io.SEEK_END)
+    self._path = path
+
+  def flush(self):
+    self._path.write_text(self.getvalue())
+
+  def close(self):
+    self.flush()
+    super().close()
+
+
+class _RewrittenBytes(io.BytesIO):
+  """A new binary file in a bucket: each flush uploads everything written so far."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self._path = epath.Path(path)
+
+  def flush(self):
+    self._path.write_bytes(self.getvalue())
+
+  def close(self):
+    self.flush()
+    super().close()
+
+
+class _BucketEventFiles:
+  """tensorboardX's writer factory for bucket URLs, through etils.epath."""
+
+  def open(self, path: str) -> _RewrittenBytes:
+    return _RewrittenBytes(path)
+
+  def directory_check(self, path: str) -> None:
+    del path  # Buckets have no directories to create.
+
+
+def _open_for_append(path: epath.Path):
+  if paths.is_url(path):
+    return _Rewritten(path, 'a')
+  return path.open('a')
+
+
 class JsonlWriter(interface.MetricWriter):
   """Writes one line per `write_scalars` call: {"step": ..., "name": value, ...}."""
 
-  def __init__(self, path: str):
-    self._file = open(path, 'a')  # noqa: SIM115  (closed by `close`)
+  def __init__(self, path: str | epath.Path):
+    self._file = _open_for_append(paths.resolve(path))
 
   def write_scalars(self, step: int, scalars: Mapping[str, interface.Scalar]):
     record = {'step': int(step)} | {k: float(np.asarray(v)) for k, v in scalars.items()}
@@ -80,14 +131,16 @@ class TensorBoardWriter(interface.MetricWriter):
   """TensorBoard event files through tensorboardX, which needs no TensorFlow.
 
   clu's own TensorBoard writer imports TensorFlow (several seconds at startup), which a run
-  that reads no TFDS dataset never needs otherwise. Bucket workdirs (gs://, s3://) keep clu's
-  writer: its tf.io.gfile speaks every filesystem TensorFlow does, and pod runs have TensorFlow
-  for their input pipeline anyway.
+  that reads no TFDS dataset never needs otherwise. In buckets (gs://, s3://) the files go
+  through etils.epath.
   """
 
   def __init__(self, logdir: str):
     import tensorboardX  # Imported here: only process 0 writes events.
+    from tensorboardX import record_writer
 
+    for scheme in ('gs', 's3'):
+      record_writer.register_writer_factory(scheme, _BucketEventFiles())
     self._writer = tensorboardX.SummaryWriter(logdir, flush_secs=30)
     self._summary = tensorboardX.summary
 
@@ -130,14 +183,12 @@ class TensorBoardWriter(interface.MetricWriter):
     self._writer.close()
 
 
-def create_writer(workdir: str) -> metric_writers.MetricWriter:
+def create_writer(workdir: str | epath.Path) -> metric_writers.MetricWriter:
   """Console on every process; TensorBoard events and metrics.jsonl on process 0 only."""
   console = metric_writers.LoggingWriter()
   if jax.process_index() > 0:
     return console
-  if '://' in workdir:
-    events = _tensorflow_summary_writer(workdir)
-  else:
-    events = TensorBoardWriter(workdir)
-  jsonl = JsonlWriter(os.path.join(workdir, 'metrics.jsonl'))
+  workdir = paths.resolve(workdir)
+  events = TensorBoardWriter(str(workdir))
+  jsonl = JsonlWriter(workdir / 'metrics.jsonl')
   return metric_writers.MultiWriter([console, events, jsonl])

@@ -76,7 +76,8 @@ def create_learning_rate_fn(
 def learning_rate_table(schedule: optax.Schedule, num_train_steps: int) -> np.ndarray:
   """The rate of every optimizer step, float32, evaluated by one jitted call on the host CPU."""
   with jax.default_device(jax.local_devices(backend='cpu')[0]):
-    table = jax.jit(schedule)(jnp.arange(num_train_steps))
+    steps = jnp.arange(num_train_steps)
+    table = jnp.broadcast_to(jax.jit(schedule)(steps), steps.shape)  # Constant: one scalar.
   return np.asarray(table, np.float32)
 
 

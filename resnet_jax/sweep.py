@@ -43,6 +43,8 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from resnet_jax import paths
+
 Overrides = dict[str, Any]
 _SWEEP_KEYS = {'config', 'fixed', 'points'}
 
@@ -105,7 +107,7 @@ class Point:
 
   @property
   def finished(self) -> bool:
-    return os.path.exists(os.path.join(self.workdir, 'summary.json'))
+    return (paths.resolve(self.workdir) / 'summary.json').exists()
 
 
 def main_args(config_path: str, workdir: str, overrides: Overrides) -> list[str]:
@@ -216,8 +218,7 @@ def expand(sweep_path: str, workdir: str) -> list[Point]:
 
 def check_finished_config(point: Point) -> None:
   """Refuses to reuse a finished point that was trained with a different config."""
-  with open(os.path.join(point.workdir, 'summary.json')) as f:
-    trained = json.load(f)['config']
+  trained = json.loads((paths.resolve(point.workdir) / 'summary.json').read_text())['config']
   expected = json.loads(point.config.to_json())
   changed = sorted(k for k in expected.keys() | trained.keys() if expected.get(k) != trained.get(k))
   if changed:
@@ -279,8 +280,7 @@ def _run_logged(point: Point, env: dict[str, str]) -> int:
 
 
 def _result_text(point: Point) -> str:
-  with open(os.path.join(point.workdir, 'summary.json')) as f:
-    summary = json.load(f)
+  summary = json.loads((paths.resolve(point.workdir) / 'summary.json').read_text())
   return f'top-1 error {100 * (1 - summary["eval"]["top1"]):.2f}%'
 
 
@@ -301,9 +301,7 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
   def run(index: int, point: Point) -> None:
     env = slots.get()
     try:
-      state = (
-        'resuming' if os.path.isdir(os.path.join(point.workdir, 'checkpoints')) else 'starting'
-      )
+      state = 'resuming' if (paths.resolve(point.workdir) / 'checkpoints').is_dir() else 'starting'
       devices = f' on GPUs {env["CUDA_VISIBLE_DEVICES"]}' if env else ''
       print(f'[{index + 1}/{len(todo)}] {point.name}: {state}{devices}', flush=True)
       start = time.time()

@@ -8,7 +8,6 @@ with an axis name would. Runs are resumable: data order and randomness are funct
 
 import functools
 import json
-import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -22,12 +21,13 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
+from etils import epath
 from flax.training import train_state
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from resnet_jax import data as data_lib
-from resnet_jax import evaluation, metric_logging, models, optim
+from resnet_jax import evaluation, metric_logging, models, optim, paths
 
 
 class TrainState(train_state.TrainState):
@@ -209,7 +209,7 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
 
 def restore_pretrained(state: TrainState, directory: str) -> TrainState:
   """Loads `params` and `batch_stats` from an Orbax checkpoint (converted weights or a run)."""
-  tree = ocp.StandardCheckpointer().restore(os.path.abspath(directory))
+  tree = ocp.StandardCheckpointer().restore(paths.resolve(directory))
   if 'params' not in tree:
     raise ValueError(
       f'config.init_from={directory!r} holds no `params`: point it at a directory written by '
@@ -245,16 +245,15 @@ class _PreemptionFlag:
     return self.raised or manager.reached_preemption(step)
 
 
-def write_summary(workdir: str, summary: dict[str, Any]) -> None:
+def write_summary(workdir: epath.Path, summary: dict[str, Any]) -> None:
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
-      json.dump(summary, f, indent=2)
+    (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json."""
   start_time = time.time()
-  workdir = os.path.abspath(workdir)
+  workdir = paths.resolve(workdir)
   optim.validate(config)  # before any data is read
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
@@ -280,7 +279,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
   manager = ocp.CheckpointManager(
-    os.path.join(workdir, 'checkpoints'),
+    workdir / 'checkpoints',
     options=ocp.CheckpointManagerOptions(
       max_to_keep=config.keep_checkpoints,
       save_interval_steps=config.checkpoint_every_steps,

@@ -1,8 +1,12 @@
 """Shared fixtures: the digits dataset prepared once per test session, small configs."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import types
 
 import pytest
 
@@ -55,3 +59,55 @@ def run_main(workdir, *overrides, config='configs/quickstart.py', env=None, chec
   if check and result.returncode:
     raise AssertionError(f'main failed ({result.returncode}):\n{result.stderr[-4000:]}')
   return result
+
+
+@pytest.fixture(scope='session')
+def gcs_emulator(tmp_path_factory):
+  """A local Cloud Storage API (gcp-storage-emulator, in memory): environment for processes.
+
+  Each layer that speaks gs:// is pointed at it by its own setting: TensorStore (Orbax's
+  arrays) by TENSORSTORE_GCS_HTTP_URL, with a fixed token instead of credentials; etils.epath
+  (every other file) through fsspec's gcsfs, which reads STORAGE_EMULATOR_HOST. TensorFlow's own
+  GCS filesystem has its endpoints compiled in, so epath is told not to use it (EPATH_USE_TF).
+  """
+  import urllib.request
+
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  url = f'http://127.0.0.1:{port}'
+  log = open(tmp_path_factory.mktemp('gcs') / 'emulator.log', 'w')
+  server = subprocess.Popen(
+    [sys.executable, '-m', 'gcp_storage_emulator', 'start', f'--port={port}', '--in-memory'],
+    stdout=log,
+    stderr=subprocess.STDOUT,
+  )
+  deadline = time.time() + 30
+  while True:
+    try:
+      urllib.request.urlopen(f'{url}/storage/v1/b', timeout=1)
+      break
+    except OSError:
+      assert server.poll() is None and time.time() < deadline, 'the emulator did not start'
+      time.sleep(0.2)
+  env = {
+    'STORAGE_EMULATOR_HOST': url,
+    'EPATH_USE_TF': 'false',
+    'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',  # No storage-layout calls to the real API.
+    'TENSORSTORE_GCS_HTTP_URL': url,
+    'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
+  }
+
+  def create_bucket(name: str) -> str:
+    request = urllib.request.Request(
+      f'{url}/storage/v1/b?project=test',
+      data=json.dumps({'name': name}).encode(),
+      headers={'Content-Type': 'application/json'},
+    )
+    urllib.request.urlopen(request, timeout=10)
+    return f'gs://{name}'
+
+  yield types.SimpleNamespace(env=env, create_bucket=create_bucket)
+  server.terminate()
+  server.wait(timeout=30)
+  log.close()
