@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
-from resnet_jax import fake_data
+from resnet_jax import errors, fake_data
 
 Batch = dict[str, np.ndarray]
 
@@ -52,11 +52,11 @@ def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
   """
   protocol = config.eval_protocol
   if protocol not in EVAL_PROTOCOLS:
-    raise ValueError(
+    raise errors.ConfigError(
       f'Unknown config.eval_protocol={protocol!r}; valid protocols: {", ".join(EVAL_PROTOCOLS)}.'
     )
   if not 0 < config.eval_crop_fraction <= 1:
-    raise ValueError(
+    raise errors.ConfigError(
       f'config.eval_crop_fraction={config.eval_crop_fraction} must be in (0, 1]: the share of '
       "the resized image's shorter side that the centre crop keeps (0.875: 224 of 256)."
     )
@@ -67,7 +67,7 @@ def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
   if protocol == '10crop':
     return (EvalImage(resize, resize),)
   if not config.eval_sizes or min(config.eval_sizes) <= 0:
-    raise ValueError(
+    raise errors.ConfigError(
       f"config.eval_protocol='multiscale' needs positive image sides in config.eval_sizes, got "
       f'{tuple(config.eval_sizes)}; He 2015 (Table 4) uses '
       "--config.eval_sizes='(224, 256, 384, 480, 640)'."

@@ -23,7 +23,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from resnet_jax import digits_dataset  # noqa: F401  (registers the 'digits' TFDS builder)
+from resnet_jax import (
+  digits_dataset,  # noqa: F401  (registers the 'digits' TFDS builder)
+  errors,
+)
 from resnet_jax.data import EvalImage
 
 # TensorFlow must never take the accelerator memory that JAX needs.
@@ -49,7 +52,7 @@ class DatasetSpec:
   def __post_init__(self):
     valid = get_args(Augmentation)
     if self.augmentation not in valid:
-      raise ValueError(
+      raise errors.ConfigError(
         f'augmentation={self.augmentation!r} is not one of {", ".join(map(repr, valid))}.'
       )
 
@@ -79,18 +82,19 @@ DATASETS = {
 }
 
 
-class DatasetNotPreparedError(ValueError):
+class DatasetNotPreparedError(errors.DataError):
   pass
 
 
 def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The TFDS builder of `config.dataset`, prepared now unless that needs a manual step."""
   if config.dataset not in DATASETS:
-    raise ValueError(
+    raise errors.ConfigError(
       f'Unknown dataset {config.dataset!r}. Valid datasets: {", ".join(sorted(DATASETS))}, and '
       "'fake' for synthetic batches."
     )
   builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
+  check_features(builder.info.features, config)
   if builder.is_prepared():
     return builder
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
@@ -111,6 +115,32 @@ def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     if not builder.is_prepared():
       raise
   return builder
+
+
+def check_features(features: tfds.features.FeaturesDict, config: ml_collections.ConfigDict) -> None:
+  """Raises DataError if `num_classes` or `image_size` disagree with the dataset's metadata.
+
+  A classifier with too few outputs trains silently on one-hot vectors of zeros for the labels
+  it lacks; one with too many wastes outputs. Crop-augmented datasets (CIFAR, digits) keep their
+  own image size, so `image_size` must be that size.
+  """
+  wrong = []
+  classes = features['label'].num_classes
+  if config.num_classes != classes:
+    wrong.append(f'config.num_classes={config.num_classes}, but it has {classes} classes')
+  height, width, _ = features['image'].shape
+  if DATASETS[config.dataset].augmentation == 'pad_crop' and config.image_size != height:
+    wrong.append(
+      f'config.image_size={config.image_size}, but its images are {height}x{width} and are '
+      'trained at that size'
+    )
+  if wrong:
+    raise errors.DataError(
+      f'The config does not match dataset {config.dataset!r}: {"; ".join(wrong)}. Set '
+      f'--config.num_classes={classes}'
+      + (f' --config.image_size={height}' if len(wrong) > 1 or 'image_size' in wrong[0] else '')
+      + ', or choose the dataset these values are meant for.'
+    )
 
 
 def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
@@ -229,7 +259,7 @@ def train_batches(
 def _check_epoch(num_examples: int, batch_size: int, which: str) -> int:
   steps_per_epoch = num_examples // batch_size
   if steps_per_epoch == 0:
-    raise ValueError(
+    raise errors.ConfigError(
       f'The {which} batch size {batch_size} is larger than the {num_examples} training '
       'examples it is drawn from; lower --config.batch_size.'
     )

@@ -6,16 +6,22 @@ Restarting the same command in the same workdir resumes from its newest checkpoi
 Multi-host: on TPU pods and under Slurm `jax.distributed.initialize()` finds the cluster by
 itself (pass --distributed); elsewhere give --coordinator_address, --num_processes and
 --process_id to every process.
+
+Only light modules are imported at the top: flags and the config are parsed, and a bad field is
+reported, before JAX, Flax, Orbax or TensorFlow load.
 """
 
+import importlib.util
+import logging as py_logging
 import os
+import re
 import sys
+from collections.abc import Sequence
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import host_memory, paths, train
+from resnet_jax import errors, host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and summary.json.')
@@ -26,13 +32,68 @@ flags.DEFINE_bool(
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for multi-host runs.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes of a multi-host run.')
 flags.DEFINE_integer('process_id', None, 'Index of this process in a multi-host run.')
-flags.mark_flags_as_required(['config', 'workdir'])
+flags.DEFINE_bool(
+  'verbose', False, "Keep other libraries' INFO logs (Orbax writes about 40 lines per save)."
+)
 
 # Compiled programs are reused across runs and restarts; JAX_COMPILATION_CACHE_DIR overrides.
 _CACHE_DIR = os.path.join(os.path.expanduser('~'), '.cache', 'resnet_jax', 'xla')
 
 
+def _fail(message: str) -> None:
+  print(f'error: {message}', file=sys.stderr)
+  sys.exit(1)
+
+
+def _unknown_field_message(argv: Sequence[str], error: Exception) -> str:
+  """'--config.batchsize names no field of configs/quickstart.py. Did you mean "batch_size"...'"""
+  key_error = error if isinstance(error, KeyError) else error.__context__
+  text = str(key_error.args[0] if isinstance(key_error, KeyError) else error)
+  name = text.splitlines()[0].strip('\'"')
+  pattern = re.compile(rf'--config\.([\w.]*\.)?{re.escape(name)}(=|$)')
+  given = next((a for a in argv if pattern.match(a)), '')
+  field = given.split('=')[0].removeprefix('--config.') or name
+  config_file = next((a.split('=', 1)[1] for a in argv if a.startswith('--config=')), 'the config')
+  suggestion = next((line.strip() for line in text.splitlines() if 'Did you mean' in line), '')
+  return (
+    f'--config.{field} names no field of {config_file}. {suggestion} Every field is documented '
+    'in configs/default.py.'
+  ).replace('  ', ' ')
+
+
+def parse_flags(argv: Sequence[str]) -> Sequence[str]:
+  """absl's flag parsing, with each mistake reported in one paragraph instead of a traceback."""
+  try:
+    remaining = FLAGS(argv)
+    if FLAGS.config is None or FLAGS.workdir is None:
+      _fail('--config=FILE and --workdir=DIR are required, e.g. --config=configs/quickstart.py.')
+    FLAGS.config.get('model')  # The file is loaded lazily: load it now.
+  except (AttributeError, KeyError) as error:  # A field the config does not have.
+    _fail(_unknown_field_message(argv, error))
+  except flags.Error as error:
+    _fail(f'{error}. Run with --helpfull for every flag; fields: configs/default.py.')
+  except (OSError, ImportError, SyntaxError) as error:
+    cause = str(error).strip().splitlines()[-1].strip()
+    _fail(f'cannot load the config file {FLAGS["config"].serialize()}: {cause}.')
+  return remaining
+
+
+def quiet_third_party_logs() -> None:
+  """Drops other libraries' INFO lines; this project's and clu's (progress) stay, as do every
+  warning and error."""
+  own = [os.path.dirname(os.path.abspath(__file__))]
+  clu = importlib.util.find_spec('clu')
+  own += list(clu.submodule_search_locations) if clu else []
+
+  def keep(record: py_logging.LogRecord) -> bool:
+    return record.levelno >= py_logging.WARNING or record.pathname.startswith(tuple(own))
+
+  logging.get_absl_handler().addFilter(keep)
+
+
 def initialize_distributed() -> None:
+  import jax
+
   if FLAGS.coordinator_address:
     # Cross-process collectives for CPU devices; GPU and TPU backends ignore this setting.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
@@ -45,8 +106,15 @@ def initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-def main(argv):
-  del argv
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    _fail(f'unexpected arguments {list(argv[1:])}: every option is a --flag.')
+  if not FLAGS.verbose:
+    quiet_third_party_logs()
+  import jax
+
+  from resnet_jax import train  # Imported here: JAX, Flax and Orbax take seconds to load.
+
   initialize_distributed()
   jax.config.update(
     'jax_compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR', _CACHE_DIR)
@@ -59,17 +127,13 @@ def main(argv):
     jax.device_count(),
     jax.devices()[0].platform,
   )
-  paths.resolve(FLAGS.workdir).mkdir(parents=True, exist_ok=True)
   try:
     summary = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except (ValueError, FloatingPointError) as error:
-    # Configuration, data and divergence problems: one clear paragraph, no traceback.
-    logging.error('%s', error)
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(1)
+  except errors.Error as error:
+    _fail(str(error))
   logging.info('Finished: %s', summary.get('eval', summary))
 
 
 if __name__ == '__main__':
   host_memory.reexec_with_huge_pages('resnet_jax.main')
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

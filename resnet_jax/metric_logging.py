@@ -89,15 +89,51 @@ def _open_for_append(path: epath.Path):
   return path.open('a')
 
 
+def truncate_jsonl(path: str | epath.Path, last_step: int, drop_eval_at_last: bool) -> None:
+  """Drops the records of `metrics.jsonl` past `last_step`, the step a run resumes from.
+
+  A killed run wrote records for steps it will train again; without this the file would hold
+  them twice. With `drop_eval_at_last`, evaluation records at `last_step` go too: a finished run
+  started again evaluates its final step once more.
+  """
+  path = paths.resolve(path)
+  if not path.exists():
+    return
+  kept = []
+  for line in path.read_text().splitlines(keepends=True):
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue  # The half-written last line of a killed run.
+    if record['step'] > last_step:
+      continue
+    if (
+      drop_eval_at_last
+      and record['step'] == last_step
+      and any(k.startswith('eval_') for k in record)
+    ):
+      continue
+    kept.append(line if line.endswith('\n') else line + '\n')
+  path.write_text(''.join(kept))
+
+
 class JsonlWriter(interface.MetricWriter):
-  """Writes one line per `write_scalars` call: {"step": ..., "name": value, ...}."""
+  """Writes one line per `write_scalars` call: {"step": ..., "name": value, ...}.
+
+  A local file is flushed at every record, so a killed run loses none; a file in a bucket is
+  uploaded whole at each `flush`, which the training loop calls before every checkpoint.
+  """
 
   def __init__(self, path: str | epath.Path):
-    self._file = _open_for_append(paths.resolve(path))
+    path = paths.resolve(path)
+    self._file = _open_for_append(path)
+    self._flush_each_record = not paths.is_url(path)
 
   def write_scalars(self, step: int, scalars: Mapping[str, interface.Scalar]):
     record = {'step': int(step)} | {k: float(np.asarray(v)) for k, v in scalars.items()}
     self._file.write(json.dumps(record) + '\n')
+    if self._flush_each_record:
+      self._file.flush()
 
   def write_summaries(self, step, values, metadata=None):
     del step, values, metadata
@@ -135,13 +171,15 @@ class TensorBoardWriter(interface.MetricWriter):
   through etils.epath.
   """
 
-  def __init__(self, logdir: str):
+  def __init__(self, logdir: str, purge_step: int | None = None):
     import tensorboardX  # Imported here: only process 0 writes events.
     from tensorboardX import record_writer
 
     for scheme in ('gs', 's3'):
       record_writer.register_writer_factory(scheme, _BucketEventFiles())
-    self._writer = tensorboardX.SummaryWriter(logdir, flush_secs=30)
+    # purge_step: TensorBoard hides the events of earlier files from this step on, which a
+    # resumed run writes again.
+    self._writer = tensorboardX.SummaryWriter(logdir, flush_secs=30, purge_step=purge_step)
     self._summary = tensorboardX.summary
 
   def write_scalars(self, step: int, scalars: Mapping[str, interface.Scalar]):
@@ -183,12 +221,18 @@ class TensorBoardWriter(interface.MetricWriter):
     self._writer.close()
 
 
-def create_writer(workdir: str | epath.Path) -> metric_writers.MetricWriter:
-  """Console on every process; TensorBoard events and metrics.jsonl on process 0 only."""
+def create_writer(
+  workdir: str | epath.Path, resume_step: int = 0, finished: bool = False
+) -> metric_writers.MetricWriter:
+  """Console on every process; TensorBoard events and metrics.jsonl on process 0 only.
+
+  A run resumed from `resume_step` first drops the records it will write again (`finished`:
+  it only evaluates its final step again)."""
   console = metric_writers.LoggingWriter()
   if jax.process_index() > 0:
     return console
   workdir = paths.resolve(workdir)
-  events = TensorBoardWriter(str(workdir))
+  truncate_jsonl(workdir / 'metrics.jsonl', resume_step, drop_eval_at_last=finished)
+  events = TensorBoardWriter(str(workdir), purge_step=resume_step + 1 if resume_step else None)
   jsonl = JsonlWriter(workdir / 'metrics.jsonl')
   return metric_writers.MultiWriter([console, events, jsonl])

@@ -14,6 +14,8 @@ import ml_collections
 import numpy as np
 import optax
 
+from resnet_jax import errors
+
 OPTIMIZERS = ('sgd', 'lars', 'adamw')
 SCHEDULES = ('step', 'cosine', 'constant', 'polynomial')
 SCHEDULE_UNITS = ('steps', 'epochs')
@@ -23,7 +25,7 @@ def check_choice(config: ml_collections.ConfigDict, field: str, choices: tuple[s
   value = config[field]
   if value not in choices:
     valid = ', '.join(repr(c) for c in choices)
-    raise ValueError(f'config.{field}={value!r} is not a valid choice; use one of {valid}.')
+    raise errors.ConfigError(f'config.{field}={value!r} is not a valid choice; use one of {valid}.')
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

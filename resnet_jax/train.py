@@ -6,6 +6,8 @@ with an axis name would. Runs are resumable: data order and randomness are funct
 (seed, step), and everything else is in the Orbax checkpoint.
 """
 
+import contextlib
+import errno
 import functools
 import json
 import signal
@@ -23,18 +25,29 @@ import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from flax.training import train_state
+from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from resnet_jax import (
+  checkpoints,
+  config_checks,
+  errors,
+  evaluation,
+  metric_logging,
+  models,
+  optim,
+  paths,
+)
 from resnet_jax import data as data_lib
-from resnet_jax import evaluation, metric_logging, models, optim, paths
+from resnet_jax import workdir as run_workdir
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.Error, FloatingPointError):
   pass
 
 
@@ -145,7 +158,7 @@ def check_batch_size(batch_size: int, name: str) -> None:
   devices, processes = jax.device_count(), jax.process_count()
   if batch_size % devices:
     lower = batch_size // devices * devices
-    raise ValueError(
+    raise errors.ConfigError(
       f'config.{name}={batch_size} does not divide by the {devices} devices '
       f'({processes} process(es) x {jax.local_device_count()} local devices): every device '
       f'must get the same number of examples. Use a multiple of {devices}, e.g. '
@@ -204,14 +217,14 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
     return config.num_train_steps
   if config.num_epochs > 0:
     return int(round(config.num_epochs * steps_per_epoch))
-  raise ValueError('Set config.num_train_steps or config.num_epochs to a positive value.')
+  raise errors.ConfigError('Set config.num_train_steps or config.num_epochs to a positive value.')
 
 
 def restore_pretrained(state: TrainState, directory: str) -> TrainState:
   """Loads `params` and `batch_stats` from an Orbax checkpoint (converted weights or a run)."""
   tree = ocp.StandardCheckpointer().restore(paths.resolve(directory))
   if 'params' not in tree:
-    raise ValueError(
+    raise errors.ConfigError(
       f'config.init_from={directory!r} holds no `params`: point it at a directory written by '
       '`python -m resnet_jax.convert` or at a step directory of a run, e.g. '
       'WORKDIR/checkpoints/1000/default.'
@@ -219,7 +232,7 @@ def restore_pretrained(state: TrainState, directory: str) -> TrainState:
   restored = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
   current = {'params': state.params, 'batch_stats': state.batch_stats}
   if jax.tree.structure(restored) != jax.tree.structure(current):
-    raise ValueError(
+    raise errors.ConfigError(
       f'The checkpoint in {directory!r} does not match the parameters of the configured model '
       f'{state.apply_fn}: check config.model and config.model_kwargs.'
     )
@@ -250,14 +263,63 @@ def write_summary(workdir: epath.Path, summary: dict[str, Any]) -> None:
     (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json."""
-  start_time = time.time()
-  workdir = paths.resolve(workdir)
-  optim.validate(config)  # before any data is read
+def check_config(config: ml_collections.ConfigDict) -> nn.Module:
+  """Every check that needs neither data nor compilation; returns the configured model."""
+  config_checks.check_ranges(config)
+  optim.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
-  model = create_model(config)
+  data_lib.eval_images(config)
+  return create_model(config)
+
+
+def _on_process_0(action: Callable[[], None]) -> None:
+  """Runs `action` on process 0; every process raises if it failed, so none waits for the
+  others in a collective."""
+  failure = None
+  if jax.process_index() == 0:
+    try:
+      action()
+    except errors.Error as error:
+      failure = error
+  if jax.process_count() > 1:
+    failed = multihost_utils.broadcast_one_to_all(np.int32(failure is not None))
+    if failed and failure is None:
+      raise errors.WorkdirError(
+        'Process 0 could not prepare the workdir and stopped; its log says why.'
+      )
+  if failure is not None:
+    raise failure
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json.
+
+  The workdir is locked for the whole run, so a second run started in it stops at once."""
+  workdir = paths.resolve(workdir)
+  model = check_config(config)  # Before any data is read or anything compiles.
+  with contextlib.ExitStack() as stack:
+
+    def prepare_workdir():
+      run_workdir.create(workdir)
+      stack.enter_context(run_workdir.lock(workdir))
+      resuming = checkpoints.has_checkpoint(workdir / 'checkpoints')
+      run_workdir.check_config(workdir, config, resuming)
+      checkpoints.set_aside_unfinished(workdir / 'checkpoints')
+
+    _on_process_0(prepare_workdir)
+    try:
+      return _train_and_evaluate(config, model, workdir)
+    except Exception as error:
+      if disk_full(error):
+        raise _disk_full_error(workdir) from None
+      raise
+
+
+def _train_and_evaluate(
+  config: ml_collections.ConfigDict, model: nn.Module, workdir: epath.Path
+) -> dict[str, Any]:
+  clock = run_workdir.WallClock(workdir, write=jax.process_index() == 0)
   data = data_lib.Data(config)
   total_steps = num_train_steps(config, data.steps_per_epoch)
   learning_rates = optim.learning_rate_table(
@@ -285,14 +347,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       save_interval_steps=config.checkpoint_every_steps,
     ),
   )
-  if manager.latest_step() is not None:
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = manager.restore(manager.latest_step(), args=ocp.args.StandardRestore(abstract))
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+  restored = checkpoints.restore_newest(manager, abstract, workdir / 'checkpoints')
+  if restored is not None:
+    state = restored
+    logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
     state = restore_pretrained(state, config.init_from)
   start_step = int(state.step)
 
-  writer = metric_logging.create_writer(workdir)
+  writer = metric_logging.create_writer(workdir, start_step, finished=start_step >= total_steps)
   if start_step == 0:
     writer.write_hparams(
       {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
@@ -305,6 +369,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
+
+  def save(step, force):
+    # Metrics first: every record a checkpoint covers is on disk before the checkpoint is.
+    writer.flush()
+    clock.record()
+    manager.save(step, args=ocp.args.StandardSave(state), force=force)
 
   eval_metrics = None
   if not config.eval_only:
@@ -333,7 +403,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       is_last = step == total_steps
       preempted = preemption.reached(manager, step)
       log = step % config.log_every_steps == 0 or is_last
-      if log or manager.should_save(step) or preempted:
+      should_save = manager.should_save(step) or is_last or preempted
+      if log or should_save:
         fetched = jax.device_get(pending)
         _check_finite(fetched, step, manager, workdir)
       if log:
@@ -351,15 +422,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           eval_metrics = run_eval(step)
         window_start, window_steps = time.time(), 0  # Evaluation time is not training time.
         host_batches.start_window()
-      manager.save(step, args=ocp.args.StandardSave(state), force=is_last or preempted)
+      if should_save:
+        save(step, force=is_last or preempted)
       if preempted:
         manager.wait_until_finished()
-        writer.flush()
+        logging.info('Preempted: saved the checkpoint of step %d; rerun to resume.', step)
         return {'preempted_at_step': step}
   if eval_metrics is None:  # A finished run started again: evaluate its final state.
     eval_metrics = run_eval(int(state.step))
   manager.wait_until_finished()
   writer.flush()
+  wall_time_s, restarts = clock.record()
   summary = {
     'model': model_name(config),
     'dataset': config.dataset,
@@ -370,10 +443,37 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     'num_params': int(num_params),
     'input_shape': list(data.image_shape),
     'eval': eval_metrics,
-    'wall_time_s': time.time() - start_time,
+    'wall_time_s': wall_time_s,
+    'restarts': restarts,
   }
   write_summary(workdir, summary)
   return summary
+
+
+def disk_full(error: BaseException) -> bool:
+  """Whether `error`, or an error it came from, is a full disk (TensorStore reports it in text)."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
+
+
+def _disk_full_error(workdir: epath.Path) -> errors.DiskFullError:
+  intact = [
+    p.name for p in checkpoints.step_directories(workdir / 'checkpoints') if p.name.isdigit()
+  ]
+  kept = f'the checkpoints of steps {", ".join(reversed(intact))}' if intact else 'no checkpoint'
+  return errors.DiskFullError(
+    f'The filesystem of {workdir} is full (no space left on device); training stopped, and '
+    f'{kept} are intact there (an unfinished save is set aside at the next start). Free space '
+    'or lower config.keep_checkpoints, then rerun the same command: it resumes from the newest '
+    'checkpoint.'
+  )
 
 
 def _check_finite(fetched: list, step: int, manager: ocp.CheckpointManager, workdir: str) -> None:

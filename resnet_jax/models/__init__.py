@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
+from resnet_jax import errors
 from resnet_jax.models.blocks import (
   BNAfterAdditionBlock,
   ModulatedShortcutBlock,
@@ -86,7 +87,7 @@ def imagenet_dims(family: str, depth: int, *, groups: int = 1, width_per_group: 
   torchvision's ResNeXt (resnext50_32x4d: groups=32, width_per_group=4)."""
   bottleneck = depth >= 50
   if not bottleneck and (groups != 1 or width_per_group != 64):
-    raise ValueError(
+    raise errors.ConfigError(
       f'{family}{depth} has basic blocks, which support only groups=1 and width_per_group=64 '
       '(as torchvision); use a depth of 50 or more for grouped bottlenecks.'
     )
@@ -104,7 +105,7 @@ def imagenet_dims(family: str, depth: int, *, groups: int = 1, width_per_group: 
 
 def _resgroup_dims(depth: int, groups: int, groups_per_stage: tuple[int, ...]) -> Dims:
   if groups < 1:
-    raise ValueError(f'groups={groups} must be a positive integer.')
+    raise errors.ConfigError(f'groups={groups} must be a positive integer.')
   return Dims(
     stem=Stem(),
     sizes=IMAGENET_STAGE_SIZES[depth],
@@ -145,7 +146,7 @@ def cifar_dims(family: str, depth: int, *, block: str | None = None, base_width:
     block = 'bottleneck' if bottleneck_ok else 'basic'
   layers = 6 if block == 'basic' else 9
   if (depth - 2) % layers or depth <= 2:
-    raise ValueError(
+    raise errors.ConfigError(
       f'{family} cannot have depth {depth} with {block} blocks: the depth must be {layers}n+2 '
       f'({layers + 2}, {2 * layers + 2}, ...).'
     )
@@ -271,7 +272,9 @@ def resnet(
   check_choice('activation', activation, tuple(ACTIVATIONS))
   check_choice('modulation', modulation, (None, *get_args(Modulation)))
   if activation == 'full_preactivation' and (modulation or zero_init_residual):
-    raise ValueError('modulation and zero_init_residual apply to post-activation units only.')
+    raise errors.ConfigError(
+      'modulation and zero_init_residual apply to post-activation units only.'
+    )
   if activation == 'full_preactivation':
     return preact_resnet(
       dims, block_cls=block_cls, shortcut=shortcut, stride_in_1x1=stride_in_1x1, **options
@@ -279,7 +282,7 @@ def resnet(
   unit, unit_options = ACTIVATIONS[activation], {}
   if modulation is not None:
     if activation != 'original':
-      raise ValueError(
+      raise errors.ConfigError(
         f'modulation={modulation!r} modulates the original unit, not {activation!r}.'
       )
     unit = ModulatedShortcutBlock
@@ -358,7 +361,7 @@ def resstage(
   """
   check_choice('shortcut', shortcut, ('B', 'improved'))
   if min(dims.sizes) < 2:
-    raise ValueError(
+    raise errors.ConfigError(
       f'Blocks per stage {dims.sizes}: every stage of a ResStage network needs a start and an '
       'end block, n >= 2 blocks per stage (CIFAR: depth 6n+2 or 9n+2 with n >= 2).'
     )
@@ -470,7 +473,7 @@ def parse_name(name: str) -> tuple[str, int]:
   """
   match = re.fullmatch(r'(\D+)(\d+)', name)
   if not match or match[1] not in FAMILIES:
-    raise ValueError(
+    raise errors.ConfigError(
       f'Unknown model {name!r}. Valid names: {", ".join(list_models())}. The CIFAR families '
       '(cifar_*) also take other valid depths, e.g. cifar_iresnet2000.'
     )
@@ -492,13 +495,13 @@ def create_model(name: str, **overrides) -> ResNet:
   valid = model_options(name)
   unknown = sorted(set(overrides) - set(valid))
   if unknown:
-    raise ValueError(
+    raise errors.ConfigError(
       f'{name} has no option {", ".join(unknown)}. Valid options: {", ".join(valid)}.'
     )
   depth = overrides.pop('depth', depth)
   family = FAMILIES[family_name]
   if family.dims is not cifar_dims and depth not in family.depths:
-    raise ValueError(
+    raise errors.ConfigError(
       f'{family_name} has no depth {depth}; valid depths: {", ".join(map(str, family.depths))}.'
     )
   return family.network(family_name, depth, **overrides)

@@ -41,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from resnet_jax import errors
 from resnet_jax.models import conv_ops
 
 ModuleDef = Any
@@ -52,7 +53,7 @@ conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 def check_choice(field: str, value: Any, valid: Sequence[Any]) -> None:
   """Raises a ValueError naming `field`, the bad `value` and the valid ones."""
   if value not in valid:
-    raise ValueError(f'{field}={value!r} is not one of {", ".join(map(repr, valid))}.')
+    raise errors.ConfigError(f'{field}={value!r} is not one of {", ".join(map(repr, valid))}.')
 
 
 class Conv(nn.Module):
@@ -72,7 +73,7 @@ class Conv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     in_features = x.shape[-1]
     if in_features % self.groups or self.features % self.groups:
-      raise ValueError(
+      raise errors.ConfigError(
         f'Conv: groups={self.groups} must divide both the input channels ({in_features}) and '
         f'the output channels ({self.features}); choose a width that is a multiple of groups.'
       )

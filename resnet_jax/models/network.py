@@ -24,6 +24,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from resnet_jax import errors
 from resnet_jax.models.blocks import Conv, DType, ModuleDef, batch_norm, max_pool
 
 # Names of the network's top-level modules and of the runs of blocks inside a stage. A post- or
@@ -90,7 +91,7 @@ class StagePlan:
 
   def __post_init__(self):
     if self.strides != 1 and self.runs[0].count is not None:
-      raise ValueError(
+      raise errors.ConfigError(
         f'A stage with strides={self.strides} must begin with a single block (count=None), '
         f'not a stacked run of {self.runs[0].count}: stacked blocks keep their input shape.'
       )

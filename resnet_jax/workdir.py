@@ -1,0 +1,239 @@
+"""A workdir belongs to one run: it is writable, locked by the run's process 0, and keeps the
+config the run started with.
+
+Two processes training into one workdir would overwrite each other's checkpoints, and a run
+resumed with another model or dataset would fail deep inside Orbax, or worse, train on
+silently. Both are refused here, before any data is read or anything compiles.
+"""
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import ml_collections
+from absl import logging
+from etils import epath
+
+from resnet_jax import errors, paths
+
+LOCK_FILE = 'lock.json'
+CONFIG_FILE = 'config.json'
+WALL_TIME_FILE = 'wall_time.json'
+
+# A bucket has no file locks: there the lock is a file whose time its holder refreshes, and a
+# lock not refreshed for STALE_AFTER_S seconds belongs to a run that is gone.
+HEARTBEAT_S = 60
+STALE_AFTER_S = 300
+
+# Fields a resumed run may change: its length, how often it logs, evaluates and saves, where the
+# data lives, and how it is evaluated. Every other field changes the shapes of the checkpoint or
+# the meaning of the training that is already in it.
+RESUMABLE_CHANGES = frozenset(
+  {
+    'num_train_steps',
+    'num_epochs',
+    'log_every_steps',
+    'eval_every_steps',
+    'checkpoint_every_steps',
+    'keep_checkpoints',
+    'eval_only',
+    'init_from',
+    'data_dir',
+    'prefetch',
+    'fake_eval_batches',
+    'eval_split',
+    'eval_batch_size',
+    'eval_protocol',
+    'eval_image_size',
+    'eval_crop_fraction',
+    'eval_sizes',
+  }
+)
+
+
+def create(workdir: epath.Path) -> None:
+  """Creates `workdir` and proves that files can be written there, or says why not."""
+  probe = workdir / f'.write_test.{socket.gethostname()}.{os.getpid()}'
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    probe.write_text('')
+    probe.unlink()
+  except Exception as error:  # noqa: BLE001  (every filesystem raises its own types)
+    cause = _describe(error)
+    raise errors.WorkdirError(
+      f'Cannot use --workdir={workdir}: {cause}. Choose a directory this user can create and '
+      'write (for a bucket: check that it exists and that the credentials may write to it, '
+      'e.g. `gcloud storage ls gs://BUCKET`), or fix its permissions.'
+    ) from None
+
+
+def _describe(error: BaseException) -> str:
+  if isinstance(error, OSError) and error.errno is not None:
+    where = f' ({error.filename})' if error.filename else ''
+    return f'{os.strerror(error.errno).lower()}{where}'
+  return f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'.rstrip(': ')
+
+
+def _holder() -> dict[str, Any]:
+  return {
+    'host': socket.gethostname(),
+    'pid': os.getpid(),
+    'started': datetime.datetime.now().isoformat(timespec='seconds'),
+    'heartbeat': time.time(),
+  }
+
+
+def _in_use(workdir: epath.Path, holder: dict[str, Any]) -> errors.WorkdirError:
+  return errors.WorkdirError(
+    f'{workdir} is in use by another run: process {holder.get("pid")} on host '
+    f'{holder.get("host")}, started {holder.get("started")}. Two runs in one workdir would '
+    "overwrite each other's checkpoints. Wait for that run to end, stop it (SIGTERM saves a "
+    'checkpoint, and this command then resumes it), or use another --workdir.'
+  )
+
+
+def _stale_warning(workdir: epath.Path, holder: dict[str, Any]) -> None:
+  logging.warning(
+    'Taking over the lock of %s from process %s on host %s (started %s), which is no longer '
+    'running.',
+    workdir,
+    holder.get('pid'),
+    holder.get('host'),
+    holder.get('started'),
+  )
+
+
+@contextlib.contextmanager
+def _local_lock(workdir: epath.Path) -> Iterator[None]:
+  """An flock on WORKDIR/lock.json: the kernel releases it when the holder dies, however it
+  dies, so a lock whose file still names a holder but is free is stale."""
+  path = os.fspath(workdir / LOCK_FILE)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+      if error.errno not in (errno.EAGAIN, errno.EACCES):
+        raise
+      raise _in_use(workdir, _read_holder(path)) from None
+    previous = _read_holder(path)
+    if previous:
+      _stale_warning(workdir, previous)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(_holder()).encode(), 0)
+    yield
+    os.ftruncate(fd, 0)  # Released: an empty lock file names no holder.
+  finally:
+    os.close(fd)
+
+
+def _read_holder(path: str | epath.Path) -> dict[str, Any]:
+  try:
+    return json.loads(epath.Path(path).read_text() or '{}')
+  except (OSError, ValueError):
+    return {}
+
+
+@contextlib.contextmanager
+def _bucket_lock(workdir: epath.Path) -> Iterator[None]:
+  """A lock file in a bucket, refreshed every HEARTBEAT_S by a thread of its holder."""
+  path = workdir / LOCK_FILE
+  previous = _read_holder(path) if path.exists() else {}
+  if previous:
+    if time.time() - previous.get('heartbeat', 0) < STALE_AFTER_S:
+      raise _in_use(workdir, previous)
+    _stale_warning(workdir, previous)
+  holder = _holder()
+  path.write_text(json.dumps(holder))
+  stop = threading.Event()
+
+  def refresh():
+    while not stop.wait(HEARTBEAT_S):
+      path.write_text(json.dumps(holder | {'heartbeat': time.time()}))
+
+  thread = threading.Thread(target=refresh, name='workdir-lock-heartbeat', daemon=True)
+  thread.start()
+  try:
+    yield
+  finally:
+    stop.set()
+    thread.join()
+    path.unlink(missing_ok=True)
+
+
+def lock(workdir: epath.Path) -> contextlib.AbstractContextManager[None]:
+  """Holds the workdir for this run while the context is open; raises WorkdirError if another
+  live run holds it. Only process 0 of a multi-process run calls this."""
+  return _bucket_lock(workdir) if paths.is_url(workdir) else _local_lock(workdir)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def changed_fields(recorded: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple]:
+  """{field: (recorded value, new value)} for every field a resumed run must keep."""
+  old, new = _flatten(recorded), _flatten(config)
+  missing = object()
+  changes = {}
+  for field in sorted(old.keys() | new.keys()):
+    if field.split('.')[0] in RESUMABLE_CHANGES:
+      continue
+    before, after = old.get(field, missing), new.get(field, missing)
+    if before != after:
+      changes[field] = tuple('(absent)' if v is missing else v for v in (before, after))
+  return changes
+
+
+def check_config(workdir: epath.Path, config: ml_collections.ConfigDict, resuming: bool) -> None:
+  """Records the config in WORKDIR/config.json; when `resuming`, first compares it with the
+  recorded one and raises WorkdirError listing every field that may not change."""
+  path = workdir / CONFIG_FILE
+  current = json.loads(config.to_json())
+  if resuming and path.exists():
+    changes = changed_fields(json.loads(path.read_text()), current)
+    if changes:
+      listed = '; '.join(f'{k}: {old!r} -> {new!r}' for k, (old, new) in changes.items())
+      raise errors.WorkdirError(
+        f'{workdir} holds a run trained with another config, and resuming it would mix the '
+        f'two. Differing fields (recorded -> now): {listed}. Rerun with the recorded values '
+        f'(see {path}), or use a new --workdir for the new config. Only run length, logging, '
+        'checkpointing, data location and evaluation fields may change on resume.'
+      )
+  if not path.exists() or not resuming:
+    path.write_text(json.dumps(current, indent=2))
+
+
+class WallClock:
+  """Wall time of a run summed over all its starts, and how often it was restarted.
+
+  Kept in WORKDIR/wall_time.json, rewritten at every checkpoint and at the end, so a killed
+  start loses at most the time since its last checkpoint from the sum.
+  """
+
+  def __init__(self, workdir: epath.Path, write: bool):
+    self._path, self._write, self._start = workdir / WALL_TIME_FILE, write, time.time()
+    previous = json.loads(self._path.read_text()) if self._path.exists() else None
+    self._before = previous['wall_time_s'] if previous else 0.0
+    self.restarts = previous['restarts'] + 1 if previous else 0
+
+  def record(self) -> tuple[float, int]:
+    """Writes and returns (wall time of all starts so far in seconds, restarts)."""
+    total = self._before + time.time() - self._start
+    if self._write:
+      self._path.write_text(json.dumps({'wall_time_s': total, 'restarts': self.restarts}))
+    return total, self.restarts
