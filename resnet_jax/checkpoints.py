@@ -61,7 +61,8 @@ def set_aside_unfinished(directory: epath.Path) -> None:
 def _shapes(tree: Any) -> dict[str, tuple]:
   """'params/stage1/conv/kernel' -> (shape, dtype) for every array of a state or its metadata."""
   flat = flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(tree), sep='/')
-  return {k: (tuple(v.shape), np.dtype(v.dtype).name) for k, v in flat.items()}
+  # Empty optimizer states are None in Orbax's metadata and absent from the state.
+  return {k: (tuple(v.shape), np.dtype(v.dtype).name) for k, v in flat.items() if v is not None}
 
 
 def _mismatch(stored: dict[str, tuple], expected: dict[str, tuple]) -> str | None:

@@ -79,16 +79,34 @@ def parse_flags(argv: Sequence[str]) -> Sequence[str]:
 
 
 def quiet_third_party_logs() -> None:
-  """Drops other libraries' INFO lines; this project's and clu's (progress) stay, as do every
-  warning and error."""
+  """Drops other libraries' INFO lines, and cuts their warnings and errors to one line each (a
+  failed save makes Orbax log hundreds of lines of tracebacks from its background threads).
+  This project's lines and clu's progress lines stay whole; the failure itself reaches main."""
   own = [os.path.dirname(os.path.abspath(__file__))]
   clu = importlib.util.find_spec('clu')
   own += list(clu.submodule_search_locations) if clu else []
 
   def keep(record: py_logging.LogRecord) -> bool:
-    return record.levelno >= py_logging.WARNING or record.pathname.startswith(tuple(own))
+    if record.pathname.startswith(tuple(own)):
+      return True
+    if record.levelno < py_logging.WARNING:
+      return False
+    record.msg, record.args = record.getMessage().splitlines()[0], None
+    record.exc_info = record.exc_text = record.stack_info = None
+    return True
 
   logging.get_absl_handler().addFilter(keep)
+
+  # After a failed save TensorStore still completes its pending writes into the event loops
+  # that Orbax has closed; each prints a traceback of this harmless RuntimeError.
+  excepthook = sys.excepthook
+
+  def hide_closed_loop_callbacks(kind, value, traceback):
+    if kind is RuntimeError and str(value) == 'Event loop is closed':
+      return
+    excepthook(kind, value, traceback)
+
+  sys.excepthook = hide_closed_loop_callbacks
 
 
 def initialize_distributed() -> None:

@@ -114,7 +114,7 @@ def truncate_jsonl(path: str | epath.Path, last_step: int, drop_eval_at_last: bo
     ):
       continue
     kept.append(line if line.endswith('\n') else line + '\n')
-  path.write_text(''.join(kept))
+  paths.write_text_atomic(path, ''.join(kept))
 
 
 class JsonlWriter(interface.MetricWriter):

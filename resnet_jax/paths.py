@@ -26,3 +26,16 @@ def resolve(path: str | os.PathLike) -> epath.Path:
   if is_url(path):
     return path
   return path.expanduser().absolute()
+
+
+def write_text_atomic(path: epath.Path, text: str) -> None:
+  """Writes `path` whole or not at all: a run killed mid-write leaves the old file intact.
+
+  Object stores replace objects atomically anyway; local files are written beside and renamed.
+  """
+  if is_url(path):
+    path.write_text(text)
+    return
+  partial = path.parent / f'.{path.name}.partial'
+  partial.write_text(text)
+  os.replace(partial, path)

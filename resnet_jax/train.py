@@ -10,6 +10,8 @@ import contextlib
 import errno
 import functools
 import json
+import pathlib
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -260,7 +262,7 @@ class _PreemptionFlag:
 
 def write_summary(workdir: epath.Path, summary: dict[str, Any]) -> None:
   if jax.process_index() == 0:
-    (workdir / 'summary.json').write_text(json.dumps(summary, indent=2))
+    paths.write_text_atomic(workdir / 'summary.json', json.dumps(summary, indent=2))
 
 
 def check_config(config: ml_collections.ConfigDict) -> nn.Module:
@@ -371,6 +373,7 @@ def _train_and_evaluate(
     return metrics
 
   def save(step, force):
+    _check_room(workdir)
     # Metrics first: every record a checkpoint covers is on disk before the checkpoint is.
     writer.flush()
     clock.record()
@@ -461,6 +464,22 @@ def disk_full(error: BaseException) -> bool:
       return True
     error = error.__cause__ or error.__context__
   return False
+
+
+def _check_room(workdir: epath.Path) -> None:
+  """Raises DiskFullError before a save that would not fit next to the newest checkpoint's size.
+
+  A save that runs out of space midway fails in Orbax's background threads, with hundreds of
+  lines of their tracebacks, and leaves a partial directory; this stops cleanly first.
+  """
+  if paths.is_url(workdir):
+    return  # Buckets do not fill up.
+  finished = [p for p in checkpoints.step_directories(workdir / 'checkpoints') if p.name.isdigit()]
+  if not finished:
+    return
+  needed = sum(f.stat().st_size for f in pathlib.Path(finished[0]).rglob('*') if f.is_file())
+  if shutil.disk_usage(workdir).free < 1.2 * needed:
+    raise _disk_full_error(workdir)
 
 
 def _disk_full_error(workdir: epath.Path) -> errors.DiskFullError:

@@ -215,7 +215,7 @@ def check_config(workdir: epath.Path, config: ml_collections.ConfigDict, resumin
         'checkpointing, data location and evaluation fields may change on resume.'
       )
   if not path.exists() or not resuming:
-    path.write_text(json.dumps(current, indent=2))
+    paths.write_text_atomic(path, json.dumps(current, indent=2))
 
 
 class WallClock:
@@ -235,5 +235,7 @@ class WallClock:
     """Writes and returns (wall time of all starts so far in seconds, restarts)."""
     total = self._before + time.time() - self._start
     if self._write:
-      self._path.write_text(json.dumps({'wall_time_s': total, 'restarts': self.restarts}))
+      paths.write_text_atomic(
+        self._path, json.dumps({'wall_time_s': total, 'restarts': self.restarts})
+      )
     return total, self.restarts

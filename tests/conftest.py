@@ -8,6 +8,8 @@ import sys
 import time
 import types
 
+import jax
+import orbax.checkpoint as ocp
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,6 +61,29 @@ def run_main(workdir, *overrides, config='configs/quickstart.py', env=None, chec
   if check and result.returncode:
     raise AssertionError(f'main failed ({result.returncode}):\n{result.stderr[-4000:]}')
   return result
+
+
+def restore_checkpoint(workdir, step=None):
+  """The newest checkpoint of a run, as arrays on this process's first device."""
+  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
+  step = manager.latest_step() if step is None else step
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  metadata = ocp.StandardCheckpointer().metadata(
+    os.path.join(workdir, 'checkpoints', str(step), 'default')
+  )
+  target = jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.item_metadata
+  )
+  return step, manager.restore(step, args=ocp.args.StandardRestore(target))
+
+
+def wait_for_checkpoint(workdir, step, process, timeout=300):
+  path = os.path.join(workdir, 'checkpoints', str(step))
+  deadline = time.time() + timeout
+  while not os.path.isdir(path):
+    assert process.poll() is None, 'the run ended before its first checkpoint'
+    assert time.time() < deadline, 'no checkpoint appeared'
+    time.sleep(0.02)
 
 
 @pytest.fixture(scope='session')

@@ -3,39 +3,14 @@
 import os
 import signal
 import socket
-import time
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
-from conftest import run_main
+from conftest import restore_checkpoint, run_main, wait_for_checkpoint
 
 STEPS = ['--config.num_train_steps=300', '--config.checkpoint_every_steps=50']
-
-
-def _restore(workdir, step=None):
-  """The newest checkpoint of a run, as arrays on this process's first device."""
-  manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))
-  step = manager.latest_step() if step is None else step
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  metadata = ocp.StandardCheckpointer().metadata(
-    os.path.join(workdir, 'checkpoints', str(step), 'default')
-  )
-  target = jax.tree.map(
-    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), metadata.item_metadata
-  )
-  return step, manager.restore(step, args=ocp.args.StandardRestore(target))
-
-
-def _wait_for_checkpoint(workdir, step, process, timeout=300):
-  path = os.path.join(workdir, 'checkpoints', str(step))
-  deadline = time.time() + timeout
-  while not os.path.isdir(path):
-    assert process.poll() is None, 'the run ended before its first checkpoint'
-    assert time.time() < deadline, 'no checkpoint appeared'
-    time.sleep(0.02)
 
 
 @pytest.mark.slow
@@ -45,15 +20,15 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
 
   killed = tmp_path / 'killed'
   process = run_main(killed, *common, stdout=open(os.devnull, 'w'), stderr=open(os.devnull, 'w'))
-  _wait_for_checkpoint(killed, 50, process)
+  wait_for_checkpoint(killed, 50, process)
   process.send_signal(signal.SIGKILL)
   process.wait()
-  interrupted_at, _ = _restore(killed)
+  interrupted_at, _ = restore_checkpoint(killed)
   assert interrupted_at < 300, 'the run finished before it was killed; nothing was resumed'
   run_main(killed, *common)
 
-  step_a, straight = _restore(tmp_path / 'straight')
-  step_b, resumed = _restore(killed)
+  step_a, straight = restore_checkpoint(tmp_path / 'straight')
+  step_b, resumed = restore_checkpoint(killed)
   assert step_a == step_b == 300
   leaves_a, leaves_b = jax.tree.leaves(straight), jax.tree.leaves(resumed)
   assert len(leaves_a) == len(leaves_b) > 0
@@ -65,15 +40,15 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
 def test_sigterm_saves_a_restorable_checkpoint_and_exits_cleanly(tmp_path, data_dir):
   common = [f'--config.data_dir={data_dir}', *STEPS]
   process = run_main(tmp_path, *common, stdout=open(os.devnull, 'w'), stderr=open(os.devnull, 'w'))
-  _wait_for_checkpoint(tmp_path, 50, process)
+  wait_for_checkpoint(tmp_path, 50, process)
   process.send_signal(signal.SIGTERM)
   assert process.wait(timeout=120) == 0
-  step, state = _restore(tmp_path)
+  step, state = restore_checkpoint(tmp_path)
   assert 50 <= step < 300
   assert int(state['step']) == step
   assert not os.path.exists(tmp_path / 'summary.json')
   run_main(tmp_path, *common)
-  assert _restore(tmp_path)[0] == 300
+  assert restore_checkpoint(tmp_path)[0] == 300
 
 
 def _free_port():
@@ -99,8 +74,8 @@ def test_two_process_run_restores_on_one_process(tmp_path, data_dir):
   ]
   codes = [p.wait(timeout=300) for p in processes]
   assert codes == [0, 0], (tmp_path / 'log0').read_text()[-3000:]
-  step, state = _restore(tmp_path / 'run')
+  step, state = restore_checkpoint(tmp_path / 'run')
   assert step == 10 and int(state['step']) == 10
   # One process picks the run up where two left it and trains on.
   run_main(tmp_path / 'run', f'--config.data_dir={data_dir}', '--config.num_train_steps=15')
-  assert _restore(tmp_path / 'run')[0] == 15
+  assert restore_checkpoint(tmp_path / 'run')[0] == 15

@@ -1,0 +1,145 @@
+"""The workdir's guards, in-process: lock, recorded config, ranges, dataset metadata, metrics."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from etils import epath
+
+from configs import quickstart
+from resnet_jax import config_checks, errors, metric_logging, workdir
+
+
+def test_a_second_lock_on_a_held_workdir_names_the_holder(tmp_path):
+  path = epath.Path(tmp_path)
+  with workdir.lock(path):
+    with pytest.raises(errors.WorkdirError, match=rf'process {os.getpid()} on host'):
+      with workdir.lock(path):
+        pass
+  with workdir.lock(path):  # Released at the end of the first run.
+    pass
+
+
+def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
+  dead = subprocess.run(
+    [sys.executable, '-c', 'import os; print(os.getpid())'],
+    text=True,
+    capture_output=True,
+    check=True,
+  )
+  holder = {'host': 'elsewhere', 'pid': int(dead.stdout), 'started': 'yesterday'}
+  (tmp_path / workdir.LOCK_FILE).write_text(json.dumps(holder))
+  with caplog.at_level('WARNING'):
+    with workdir.lock(epath.Path(tmp_path)):
+      recorded = json.loads((tmp_path / workdir.LOCK_FILE).read_text())
+  assert recorded['pid'] == os.getpid()
+  assert f'process {holder["pid"]} on host elsewhere' in caplog.text
+
+
+def test_a_bucket_lock_refuses_a_fresh_holder_and_takes_over_a_stale_one(tmp_path, monkeypatch):
+  """The lock of object stores, exercised on a local path through the same code."""
+  path = epath.Path(tmp_path)
+  with workdir._bucket_lock(path):  # noqa: SLF001
+    with pytest.raises(errors.WorkdirError, match='in use by another run'):
+      with workdir._bucket_lock(path):  # noqa: SLF001
+        pass
+  stale = {'host': 'h', 'pid': 1, 'started': 's', 'heartbeat': 0.0}
+  (tmp_path / workdir.LOCK_FILE).write_text(json.dumps(stale))
+  with workdir._bucket_lock(path):  # noqa: SLF001
+    assert json.loads((tmp_path / workdir.LOCK_FILE).read_text())['pid'] == os.getpid()
+  assert not (tmp_path / workdir.LOCK_FILE).exists()
+
+
+def test_resuming_with_a_changed_shape_field_lists_every_difference(tmp_path):
+  path = epath.Path(tmp_path)
+  config = quickstart.get_config()
+  workdir.check_config(path, config, resuming=False)
+  changed = quickstart.get_config()
+  changed.num_classes = 5
+  changed.model_kwargs.shortcut = 'B'
+  changed.num_train_steps = 99  # run length may change
+  changed.eval_protocol = '10crop'  # so may evaluation
+  with pytest.raises(errors.WorkdirError) as error:
+    workdir.check_config(path, changed, resuming=True)
+  message = str(error.value)
+  assert 'num_classes: 10 -> 5' in message
+  assert "model_kwargs.shortcut: '(absent)' -> 'B'" in message
+  assert 'num_train_steps' not in message and 'eval_protocol' not in message
+  # Lengthening the run alone resumes.
+  longer = quickstart.get_config()
+  longer.num_train_steps = 5000
+  workdir.check_config(path, longer, resuming=True)
+
+
+def test_a_fresh_start_replaces_the_config_of_a_run_that_never_checkpointed(tmp_path):
+  path = epath.Path(tmp_path)
+  first = quickstart.get_config()
+  first.num_classes = 5
+  workdir.check_config(path, first, resuming=False)
+  workdir.check_config(path, quickstart.get_config(), resuming=False)
+  assert json.loads((tmp_path / workdir.CONFIG_FILE).read_text())['num_classes'] == 10
+
+
+def test_out_of_range_fields_are_named_together():
+  config = quickstart.get_config()
+  config.image_size = 0
+  config.learning_rate = -0.1
+  config.momentum = 1.5
+  with pytest.raises(errors.ConfigError) as error:
+    config_checks.check_ranges(config)
+  message = str(error.value)
+  for text in ('image_size=0 must be at least 1', 'learning_rate=-0.1', 'momentum=1.5 must be in'):
+    assert text in message
+  config_checks.check_ranges(quickstart.get_config())
+
+
+def test_num_classes_and_image_size_must_match_the_dataset(data_dir):
+  from resnet_jax import input_pipeline
+
+  config = quickstart.get_config()
+  config.data_dir = data_dir
+  config.num_classes = 5
+  with pytest.raises(errors.DataError, match='has 10 classes.*--config.num_classes=10'):
+    input_pipeline.get_builder(config)
+  config.num_classes, config.image_size = 10, 32
+  with pytest.raises(errors.DataError, match='images are 8x8.*--config.image_size=8'):
+    input_pipeline.get_builder(config)
+
+
+def test_metrics_past_the_restored_step_are_dropped(tmp_path):
+  path = tmp_path / 'metrics.jsonl'
+  rows = [
+    {'step': 10, 'train_loss': 1.0},
+    {'step': 20, 'train_loss': 0.5},
+    {'step': 20, 'eval_loss': 0.6},
+    {'step': 30, 'train_loss': 0.4},
+  ]
+  path.write_text(''.join(json.dumps(r) + '\n' for r in rows) + '{"step": 40, "tra')
+  metric_logging.truncate_jsonl(path, 20, drop_eval_at_last=False)
+  assert [json.loads(line) for line in path.read_text().splitlines()] == rows[:3]
+  metric_logging.truncate_jsonl(path, 20, drop_eval_at_last=True)
+  assert [json.loads(line) for line in path.read_text().splitlines()] == rows[:2]
+
+
+def test_every_jsonl_record_is_on_disk_when_written(tmp_path):
+  writer = metric_logging.JsonlWriter(tmp_path / 'metrics.jsonl')
+  writer.write_scalars(5, {'train_loss': 2.0})
+  assert json.loads((tmp_path / 'metrics.jsonl').read_text()) == {'step': 5, 'train_loss': 2.0}
+  writer.close()
+
+
+def test_wall_time_accumulates_over_restarts(tmp_path):
+  path = epath.Path(tmp_path)
+  first, restarts = workdir.WallClock(path, write=True).record()
+  assert restarts == 0
+  second, restarts = workdir.WallClock(path, write=True).record()
+  assert restarts == 1 and second >= first
+
+
+def test_an_unwritable_workdir_is_reported_by_path(tmp_path):
+  blocker = tmp_path / 'a_file'
+  blocker.write_text('')
+  with pytest.raises(errors.WorkdirError, match=r'Cannot use --workdir=.*a_file/run: not a dir'):
+    workdir.create(epath.Path(blocker / 'run'))
