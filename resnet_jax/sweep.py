@@ -18,6 +18,11 @@ Finished points (with a summary.json) are skipped and interrupted ones resume fr
 checkpoints, so rerunning the same command completes a sweep. `--dry_run` prints the command
 of every point and `--point=K` runs only point K, for Slurm arrays or pod launchers.
 
+SIGTERM or SIGINT (Ctrl-C) stops a sweep, or a `--point` run: the running points save a
+checkpoint and exit, no further point starts, and the runner exits with 128 + the signal number.
+On Linux a runner killed outright (SIGKILL, out of memory) stops its points the same way; on
+other platforms its points keep training, so stop them before rerunning.
+
   python -m resnet_jax.sweep --sweep=experiments/digits_ablation.py --workdir=/tmp/digits
 """
 
@@ -32,6 +37,7 @@ import os
 import queue
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -266,6 +272,61 @@ def device_groups(parallel: int) -> list[dict[str, str]]:
   ]
 
 
+# `python -c _DIE_WITH_PARENT PARENT_PID PROGRAM ARGS...` asks Linux to send it SIGTERM (main's
+# signal to checkpoint and exit) once its parent dies, even by SIGKILL, then becomes PROGRAM ARGS
+# (the setting survives exec, and main's own re-exec, of a non-setuid program). A subprocess
+# preexec_fn could do the same without the extra interpreter start (15 ms), but it makes Python
+# fork this process, which has threads (XLA's, run_points'), and run Python code between fork and
+# exec. A parent that died before prctl sends nothing: the ppid check covers that.
+_DIE_WITH_PARENT = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+if os.getppid() != int(sys.argv[1]):
+  sys.exit(1)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+class _Children:
+  """The running points' processes, and the signal that stopped the sweep, if one did.
+
+  A stop sends each point SIGTERM, on which main saves a checkpoint and exits (0, without a
+  summary.json), whichever signal the runner got: main turns SIGINT into a KeyboardInterrupt,
+  which loses the steps since the last checkpoint. For the same reason each point runs in a
+  session of its own, so that Ctrl-C in a terminal reaches only the runner, not the points.
+  """
+
+  def __init__(self) -> None:
+    self.stopped_by: int | None = None
+    self._running: set[subprocess.Popen] = set()
+
+  def run(self, command: list[str], **popen: Any) -> int:
+    """Runs `command` to its end; returns its exit code (negative: killed by that signal)."""
+    if sys.platform.startswith('linux'):
+      # The kernel signals the child when the *thread* that started it ends, not the process:
+      # run_points starts points from its pool's threads, which live until every point has
+      # ended, and `--point` from the main thread.
+      command = [sys.executable, '-c', _DIE_WITH_PARENT, str(os.getpid()), *command]
+    process = subprocess.Popen(command, start_new_session=True, **popen)
+    self._running.add(process)
+    try:
+      if self.stopped_by is not None:  # Stopped while it started: stop() may not have seen it.
+        process.terminate()
+      return process.wait()
+    finally:
+      self._running.discard(process)
+
+  def stop(self, signum: int, frame: Any) -> None:
+    """Signal handler: stops the running points (run_points starts no new ones)."""
+    del frame
+    self.stopped_by = signum
+    for process in list(self._running):
+      process.terminate()
+
+
+_CHILDREN = _Children()
+
+
 def _run_logged(point: Point, env: dict[str, str]) -> int:
   """Trains one point in a subprocess, its output appended to WORKDIR/NAME/log.txt."""
   os.makedirs(point.workdir, exist_ok=True)
@@ -273,10 +334,7 @@ def _run_logged(point: Point, env: dict[str, str]) -> int:
     command = point.command(sys.executable)
     log.write(f'\n$ {shlex.join(command)}\n')
     log.flush()
-    process = subprocess.run(
-      command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env}, check=False
-    )
-  return process.returncode
+    return _CHILDREN.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
 
 
 def _result_text(point: Point) -> str:
@@ -301,6 +359,8 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
   def run(index: int, point: Point) -> None:
     env = slots.get()
     try:
+      if _CHILDREN.stopped_by is not None:
+        return
       state = 'resuming' if (paths.resolve(point.workdir) / 'checkpoints').is_dir() else 'starting'
       devices = f' on GPUs {env["CUDA_VISIBLE_DEVICES"]}' if env else ''
       print(f'[{index + 1}/{len(todo)}] {point.name}: {state}{devices}', flush=True)
@@ -310,6 +370,11 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
       if returncode == 0 and point.finished:
         print(
           f'[{index + 1}/{len(todo)}] {point.name}: done in {took}, {_result_text(point)}',
+          flush=True,
+        )
+      elif _CHILDREN.stopped_by is not None and returncode in (0, -signal.SIGTERM):
+        print(
+          f'[{index + 1}/{len(todo)}] {point.name}: stopped after {took}, resumes on a rerun',
           flush=True,
         )
       else:
@@ -334,6 +399,19 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
 FLAGS = flags.FLAGS
 
 
+def _exit_if_stopped(points: Sequence[Point]) -> None:
+  """After a stop that left points unfinished: one line, and exit 128 + the signal number."""
+  signum = _CHILDREN.stopped_by
+  if signum is None or all(p.finished for p in points):
+    return
+  print(
+    f'Sweep interrupted by {signal.Signals(signum).name} ({sum(p.finished for p in points)} of '
+    f'{len(points)} points finished): rerun the same command to resume it.',
+    file=sys.stderr,
+  )
+  sys.exit(128 + signum)
+
+
 def run_sweep() -> None:
   points = expand(FLAGS.sweep, FLAGS.workdir)
   if FLAGS.dry_run:
@@ -342,6 +420,8 @@ def run_sweep() -> None:
     finished = sum(p.finished for p in points)
     print(f'# {len(points)} points, {finished} finished.', file=sys.stderr)
     return
+  signal.signal(signal.SIGTERM, _CHILDREN.stop)
+  signal.signal(signal.SIGINT, _CHILDREN.stop)
   if FLAGS.point is not None:
     if not 0 <= FLAGS.point < len(points):
       raise SweepError(f'--point={FLAGS.point}, but the sweep has points 0..{len(points) - 1}.')
@@ -351,8 +431,11 @@ def run_sweep() -> None:
       print(f'{point.name} already finished, {_result_text(point)}.')
       return
     # In the foreground: a cluster launcher captures the output itself.
-    sys.exit(subprocess.run(point.command(sys.executable), check=False).returncode)
+    returncode = _CHILDREN.run(point.command(sys.executable))
+    _exit_if_stopped([point])
+    sys.exit(returncode)
   failed = run_points(points, FLAGS.parallel)
+  _exit_if_stopped(points)
   if failed:
     sys.exit(
       f'{len(failed)} point(s) failed: {", ".join(p.name for p in failed)}. Rerun the same '
