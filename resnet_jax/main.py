@@ -32,6 +32,9 @@ flags.DEFINE_bool(
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for multi-host runs.')
 flags.DEFINE_integer('num_processes', None, 'Number of processes of a multi-host run.')
 flags.DEFINE_integer('process_id', None, 'Index of this process in a multi-host run.')
+flags.DEFINE_integer(
+  'peer_timeout', 120, 'Seconds: a lost process of a multi-host run is detected within this time.'
+)
 flags.DEFINE_bool(
   'verbose', False, "Keep other libraries' INFO logs (Orbax writes about 40 lines per save)."
 )
@@ -110,18 +113,15 @@ def quiet_third_party_logs() -> None:
 
 
 def initialize_distributed() -> None:
-  import jax
+  from resnet_jax import cluster  # Imported here: it imports JAX.
 
-  if FLAGS.coordinator_address:
-    # Cross-process collectives for CPU devices; GPU and TPU backends ignore this setting.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(
-      coordinator_address=FLAGS.coordinator_address,
-      num_processes=FLAGS.num_processes,
-      process_id=FLAGS.process_id,
-    )
-  elif FLAGS.distributed:
-    jax.distributed.initialize()
+  cluster.initialize(
+    FLAGS.coordinator_address,
+    FLAGS.num_processes,
+    FLAGS.process_id,
+    FLAGS.distributed,
+    FLAGS.peer_timeout,
+  )
 
 
 def main(argv: Sequence[str]) -> None:

@@ -33,6 +33,7 @@ from jax.sharding import PartitionSpec as P
 
 from resnet_jax import (
   checkpoints,
+  cluster,
   config_checks,
   errors,
   evaluation,
@@ -294,6 +295,7 @@ def _on_process_0(action: Callable[[], None]) -> None:
     raise failure
 
 
+@cluster.leave_on_lost_peer
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json.
 
@@ -349,6 +351,7 @@ def _train_and_evaluate(
       save_interval_steps=config.checkpoint_every_steps,
     ),
   )
+  cluster.set_checkpoint_directory(manager.directory)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   restored = checkpoints.restore_newest(manager, abstract, workdir / 'checkpoints')
   if restored is not None:

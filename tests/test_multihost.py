@@ -199,3 +199,47 @@ def test_two_process_checkpoint_continues_on_one_and_on_four_processes(tmp_path,
     assert summary['eval']['top1'] == reference_eval['top1']
     writers = _check_only_process_0_writes(tmp_path, resumed, processes)
     assert writers['summary.json'] == {0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('killed', [0, 1])
+def test_lost_peer_ends_the_survivor_with_a_message(tmp_path, data_dir, killed):
+  """A process is lost (SIGKILL; process 0 also hosts the coordination service): the survivor
+  leaves at once with exit code 1 and one paragraph, instead of JAX's abort at exit after the
+  heartbeat timeout; restarting both processes resumes from the newest complete checkpoint."""
+  workdir = tmp_path / 'lost_peer'
+  common = [
+    f'--config.data_dir={data_dir}',
+    '--config.num_train_steps=100',
+    '--config.checkpoint_every_steps=10',
+  ]
+  processes = _launch(tmp_path, workdir, 2, *common)
+  deadline = time.time() + 300
+  while not (workdir / 'checkpoints' / '10').is_dir():
+    assert all(p.poll() is None for p in processes), 'a process ended before its first checkpoint'
+    assert time.time() < deadline, 'no checkpoint appeared'
+    time.sleep(0.05)
+  processes[killed].kill()
+  killed_at = time.time()
+  survivor = processes[1 - killed]
+  code = survivor.wait(timeout=150)  # --peer_timeout (120 s) and some slack
+  seconds = time.time() - killed_at
+  processes[killed].wait()
+  log = (tmp_path / f'log.{workdir.name}.{1 - killed}').read_text()
+  assert code == 1, f'exit code {code} after {seconds:.1f} s:\n{log[-3000:]}'
+  # Measured: 0.2-0.4 s, from a failed collective or from the coordination service.
+  assert seconds < 20
+  assert 'Fatal Python error' not in log and 'Check failure stack trace' not in log
+  messages = [line for line in log.splitlines() if line.startswith('error: ')]
+  assert len(messages) == 1 and len(messages[0]) < 400, messages
+  found = re.search(
+    rf'Lost process {killed} of 2 .* resumes from the newest checkpoint, step (\d+)\.$', messages[0]
+  )
+  assert found, messages[0]
+  step = int(found.group(1))
+  assert step == ocp.CheckpointManager(workdir / 'checkpoints').latest_step() and 10 <= step < 100
+
+  logs = _wait(tmp_path, workdir, _launch(tmp_path, workdir, 2, *common))
+  restored = re.findall(r'Restored the checkpoint of step (\d+)', logs[0])
+  assert restored == [str(step)], restored
+  assert summary_of(workdir)['step'] == 100
