@@ -237,14 +237,43 @@ def test_a_read_only_workdir(tmp_path, data_dir):
       subprocess.run(['umount', str(workdir)], check=False)
 
 
-def test_a_full_disk_keeps_the_intact_checkpoints(tmp_path, data_dir):
-  """A tmpfs with room for about two checkpoints of cifar_resnet8 and its metrics."""
+# Where no tmpfs can be mounted: the filesystem reports no free space once the workdir holds
+# two finished checkpoints (what `shutil.disk_usage` says is what the run checks before saving).
+_FILLED_DISK = """
+import os, shutil
+
+_usage, _root = shutil.disk_usage, os.environ['FULL_DISK_WORKDIR']
+
+def _disk_usage(path):
+  usage = _usage(path)
+  steps = os.path.join(_root, 'checkpoints')
+  finished = [n for n in os.listdir(steps) if n.isdigit()] if os.path.isdir(steps) else []
+  return usage._replace(free=0) if str(path).startswith(_root) and len(finished) >= 2 else usage
+
+shutil.disk_usage = _disk_usage
+"""
+
+
+def _fill_disk(tmp_path, workdir, how):
+  """The environment for a run whose workdir's disk fills up; None if `how` cannot be had."""
+  if how == 'tmpfs':  # Room for about two checkpoints of cifar_resnet8 and its metrics.
+    return {} if _mount_tmpfs(workdir, 'size=2200k') else None
+  hook = tmp_path / 'hook'
+  hook.mkdir()
+  (hook / 'sitecustomize.py').write_text(_FILLED_DISK)
+  pythonpath = os.pathsep.join(filter(None, [str(hook), os.environ.get('PYTHONPATH')]))
+  return {'PYTHONPATH': pythonpath, 'FULL_DISK_WORKDIR': str(workdir)}
+
+
+@pytest.mark.parametrize('how', ['tmpfs', 'simulated'])
+def test_a_full_disk_keeps_the_intact_checkpoints(tmp_path, data_dir, how):
   workdir = tmp_path / 'small'
-  if not _mount_tmpfs(workdir, 'size=2200k'):
+  env = _fill_disk(tmp_path, workdir, how)
+  if env is None:
     pytest.skip('no tmpfs can be mounted here (needs root with mount rights)')
   try:
     args = ['--config.keep_checkpoints=10', *common(data_dir, 200, every=10)]
-    result = run_main(workdir, *args, check=False)
+    result = run_main(workdir, *args, env=env, check=False)
     assert_one_paragraph(result, 'is full', 'rerun the same command')
     names = [p.name for p in (workdir / 'checkpoints').iterdir()]
     intact = sorted(int(name) for name in names if name.isdigit())
@@ -254,11 +283,13 @@ def test_a_full_disk_keeps_the_intact_checkpoints(tmp_path, data_dir):
     rows = metric_rows(workdir)
     assert rows and rows[-1]['step'] >= last
     # Room made: the same command resumes and finishes.
-    subprocess.run(['mount', '-o', 'remount,size=64m', str(workdir)], check=True)
+    if how == 'tmpfs':
+      subprocess.run(['mount', '-o', 'remount,size=64m', str(workdir)], check=True)
     run_main(workdir, *args)
     assert json.loads((workdir / 'summary.json').read_text())['step'] == 200
   finally:
-    subprocess.run(['umount', str(workdir)], check=False)
+    if how == 'tmpfs':
+      subprocess.run(['umount', str(workdir)], check=False)
 
 
 def test_a_misspelt_field_is_named_in_one_line(tmp_path):
