@@ -243,3 +243,19 @@ def test_lost_peer_ends_the_survivor_with_a_message(tmp_path, data_dir, killed):
   restored = re.findall(r'Restored the checkpoint of step (\d+)', logs[0])
   assert restored == [str(step)], restored
   assert summary_of(workdir)['step'] == 100
+
+
+@pytest.mark.slow
+def test_processes_fall_back_together_from_a_damaged_checkpoint(tmp_path, data_dir):
+  """The newest checkpoint lost its metadata: both processes set it aside and restore step 10."""
+  common = [f'--config.data_dir={data_dir}', '--config.checkpoint_every_steps=10', *CONSTANT_LR]
+  workdir = tmp_path / 'run'
+  _wait(tmp_path, workdir, _launch(tmp_path, workdir, 2, *common, '--config.num_train_steps=20'))
+  (workdir / 'checkpoints' / '20' / 'default' / '_METADATA').unlink()
+  logs = _wait(
+    tmp_path, workdir, _launch(tmp_path, workdir, 2, *common, '--config.num_train_steps=30')
+  )
+  for log in logs:
+    assert re.findall(r'Restored the checkpoint of step (\d+)', log) == ['10'], log[-3000:]
+  assert (workdir / 'checkpoints' / 'damaged' / '20' / 'default').is_dir()
+  assert _final_state(workdir)[0] == 30
