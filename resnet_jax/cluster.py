@@ -36,6 +36,8 @@ _GLOO_FAILURE = re.compile(r'\bGloo\b.* failed\b')
 
 _leaving = threading.Lock()
 _checkpoints: epath.Path | None = None
+# While this process joins the cluster: how it joins, for the error message if it cannot.
+_joining: str | None = None
 
 
 class LostPeerError(RuntimeError):
@@ -77,6 +79,12 @@ def initialize(
       f'--peer_timeout={peer_timeout_s} must be a positive number of seconds.'
     )
   if coordinator_address:
+    if num_processes is None or process_id is None or not 0 <= process_id < num_processes:
+      raise errors.ConfigError(
+        f'--coordinator_address={coordinator_address} needs --num_processes=N and '
+        f'--process_id=I with 0 <= I < N, the same N and a distinct I on every process; got '
+        f'--num_processes={num_processes} --process_id={process_id}.'
+      )
     # Cross-process collectives for CPU devices; GPU and TPU backends ignore this setting.
     jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     cluster = dict(
@@ -86,19 +94,39 @@ def initialize(
     cluster = {}
   else:
     return
+  global _joining
+  _joining = (
+    f'as process {process_id} of {num_processes} at {coordinator_address}'
+    if coordinator_address
+    else 'found by jax.distributed.initialize()'
+  )
   make_client = getattr(getattr(distributed, '_jax', None), 'get_distributed_runtime_client', None)
-  if make_client is None:  # Another JAX: its own handling of lost peers (an abort) applies.
-    logging.warning('This JAX version offers no hook for lost peers; a lost process aborts.')
-    jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
-    return
-  # jax.distributed.initialize takes no error callback, so one is handed to its client here.
-  client = functools.partial(make_client, missed_heartbeat_callback=_on_service_error)
-  with mock.patch.object(distributed._jax, 'get_distributed_runtime_client', client):
-    jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
-  # This jaxlib cannot pass the callback's absl::Status to Python: the call throws
-  # std::bad_cast, which ends in std::terminate. That is the moment to leave, so the callback is
-  # also the C++ terminate handler (std::set_terminate of the libstdc++ that jaxlib loaded).
-  ctypes.CDLL('libstdc++.so.6')._ZSt13set_terminatePFvvE(_TERMINATE_HANDLER)
+  try:
+    if make_client is None:  # Another JAX: its own handling of lost peers (an abort) applies.
+      logging.warning('This JAX version offers no hook for lost peers; a lost process aborts.')
+      jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
+    else:
+      # This jaxlib cannot pass the callback's absl::Status to Python: the call throws
+      # std::bad_cast, which ends in std::terminate. That is the moment to leave, so the callback
+      # is also the C++ terminate handler (std::set_terminate of the libstdc++ jaxlib loaded).
+      ctypes.CDLL('libstdc++.so.6')._ZSt13set_terminatePFvvE(_TERMINATE_HANDLER)
+      # jax.distributed.initialize takes no error callback, so one is handed to its client here.
+      client = functools.partial(make_client, missed_heartbeat_callback=_on_service_error)
+      with mock.patch.object(distributed._jax, 'get_distributed_runtime_client', client):
+        jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
+  except Exception as error:  # noqa: BLE001  (JAX raises RuntimeError or its own types)
+    # Left at once: JAX's shutdown at exit would fail on the half-joined client with a traceback.
+    cause = str(error).strip().splitlines()[0]
+    leave(_join_error('the coordination service refused it' if 'bad_cast' in cause else cause))
+  _joining = None
+
+
+def _join_error(cause: str) -> errors.ConfigError:
+  return errors.ConfigError(
+    f'Could not join the multi-process cluster {_joining}: {cause}. Every process needs the '
+    'same --coordinator_address and --num_processes and its own --process_id (0 for the '
+    'coordinator), and all must start within 5 minutes; check for a process started twice.'
+  )
 
 
 def set_checkpoint_directory(directory: epath.Path) -> None:
@@ -134,7 +162,7 @@ def leave_on_lost_peer(function: Callable) -> Callable:
   return wrapper
 
 
-def leave(error: LostPeerError) -> NoReturn:
+def leave(error: Exception) -> NoReturn:
   """Prints `error` and ends the process with exit code 1, skipping JAX's shutdown barrier, which
   would wait for the lost process and then abort. Of concurrent callers, one prints."""
   with _leaving:
@@ -161,8 +189,11 @@ def _resume_step() -> int | None:
 
 
 def _on_service_error(*status) -> None:
-  """The coordination service reported a lost process (or lost the coordinator itself)."""
+  """The coordination service reported a lost process (or lost the coordinator itself), or
+  refused this one while it joined (a process id taken twice)."""
   del status
+  if _joining is not None:
+    leave(_join_error('the coordination service refused it or lost a peer'))
   leave(_lost_peer())
 
 

@@ -133,7 +133,10 @@ def main(argv: Sequence[str]) -> None:
 
   from resnet_jax import train  # Imported here: JAX, Flax and Orbax take seconds to load.
 
-  initialize_distributed()
+  try:
+    initialize_distributed()
+  except errors.Error as error:
+    _fail(str(error))
   jax.config.update(
     'jax_compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR', _CACHE_DIR)
   )

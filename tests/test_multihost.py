@@ -259,3 +259,27 @@ def test_processes_fall_back_together_from_a_damaged_checkpoint(tmp_path, data_d
     assert re.findall(r'Restored the checkpoint of step (\d+)', log) == ['10'], log[-3000:]
   assert (workdir / 'checkpoints' / 'damaged' / '20' / 'default').is_dir()
   assert _final_state(workdir)[0] == 30
+
+
+@pytest.mark.slow
+def test_a_process_id_outside_the_cluster_or_taken_twice_is_refused(tmp_path):
+  port = _free_port()
+  cluster = [f'--coordinator_address=localhost:{port}', '--num_processes=2']
+  outside = run_main(tmp_path / 'run', '--process_id=2', *cluster, check=False)
+  assert outside.returncode == 1 and 'Traceback' not in outside.stderr
+  assert 'needs --num_processes=N and --process_id=I with 0 <= I < N' in outside.stderr
+  # Process 0 started twice: the first is refused once the second registers.
+  first = run_main(
+    tmp_path / 'run', '--process_id=0', *cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+  )
+  time.sleep(3)
+  second = run_main(
+    tmp_path / 'run', '--process_id=0', *cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+  )
+  try:
+    _, stderr = first.communicate(timeout=120)
+  finally:
+    second.kill()  # It waits for process 1 until JAX's initialisation timeout (5 min).
+  errors = [line for line in stderr.decode().splitlines() if line.startswith('error: ')]
+  assert first.returncode == 1 and 'Traceback' not in stderr.decode(), stderr.decode()[-3000:]
+  assert len(errors) == 1 and 'Could not join the multi-process cluster as process 0' in errors[0]
