@@ -7,7 +7,11 @@ the newest step that does restore is used. Every process of a multi-process run 
 step and they fall back together.
 """
 
+import contextlib
+import gc
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import flax.serialization
@@ -97,11 +101,25 @@ def _try_restore(path: epath.Path, abstract_state: Any) -> tuple[Any, str | None
       'with another config.model, model_kwargs or num_classes: resume with the config it was '
       'trained with (WORKDIR/config.json records it), or use a new --workdir.'
     )
+  with _freed_reads_unreported():
+    try:
+      args = ocp.args.StandardRestore(abstract_state)
+      return ocp.StandardCheckpointHandler().restore(item, args=args), None
+    except Exception as error:  # noqa: BLE001
+      return None, f'unreadable arrays: {_first_line(error)}'
+
+
+@contextlib.contextmanager
+def _freed_reads_unreported() -> Iterator[None]:
+  """A failed restore leaves Orbax's other reads of that step unfinished; freed, each reports the
+  same error again as an 'Exception ignored' traceback. The cause is reported once instead."""
+  hook = sys.unraisablehook
+  sys.unraisablehook = lambda unraisable: None
   try:
-    args = ocp.args.StandardRestore(abstract_state)
-    return ocp.StandardCheckpointHandler().restore(item, args=args), None
-  except Exception as error:  # noqa: BLE001
-    return None, f'unreadable arrays: {_first_line(error)}'
+    yield
+  finally:
+    gc.collect()
+    sys.unraisablehook = hook
 
 
 def _first_line(error: BaseException) -> str:

@@ -100,16 +100,22 @@ def quiet_third_party_logs() -> None:
 
   logging.get_absl_handler().addFilter(keep)
 
-  # After a failed save TensorStore still completes its pending writes into the event loops
-  # that Orbax has closed; each prints a traceback of this harmless RuntimeError.
-  excepthook = sys.excepthook
+  # After a failed read or write TensorStore still completes its pending operations into the
+  # event loops that Orbax has closed; each prints a traceback of this harmless RuntimeError.
+  excepthook, unraisablehook = sys.excepthook, sys.unraisablehook
 
-  def hide_closed_loop_callbacks(kind, value, traceback):
-    if kind is RuntimeError and str(value) == 'Event loop is closed':
-      return
-    excepthook(kind, value, traceback)
+  def closed_loop(error: BaseException | None) -> bool:
+    return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
 
-  sys.excepthook = hide_closed_loop_callbacks
+  def hide_closed_loop_error(kind, value, traceback):
+    if not closed_loop(value):
+      excepthook(kind, value, traceback)
+
+  def hide_closed_loop_unraisable(unraisable):
+    if not closed_loop(unraisable.exc_value):
+      unraisablehook(unraisable)
+
+  sys.excepthook, sys.unraisablehook = hide_closed_loop_error, hide_closed_loop_unraisable
 
 
 def initialize_distributed() -> None:

@@ -80,7 +80,7 @@ def assert_stopped_at_a_checkpoint_and_resumes(command: list[str], point_dir: st
   assert f'{POINT}: resuming' in rerun.stdout
   with open(os.path.join(point_dir, 'log.txt')) as f:
     resumed_log = f.read().rsplit('\n$ ', 1)[1]  # The rerun's part of the log.
-  assert f'checkpoints/{stopped_at}' in resumed_log and 'Restor' in resumed_log
+  assert f'Restored the checkpoint of step {stopped_at} ' in resumed_log
   with open(os.path.join(point_dir, 'summary.json')) as f:
     assert json.load(f)['step'] == STEPS
 
