@@ -4,7 +4,7 @@
 iResNet families do not take (theirs is 'B' for ResStage or 'improved' for iResNet), so this
 config clears `model_kwargs`; every family then trains with its registry defaults
 (cifar_resnet: option A).
-Used by `experiments/cifar10_iresnet.py`, e.g. `--config.model=cifar_iresnet110`.
+Used by `experiments/duta2020_cifar_depths.py`, e.g. `--config.model=cifar_iresnet110`.
 """
 
 import ml_collections

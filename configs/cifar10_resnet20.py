@@ -8,8 +8,9 @@ iResNet families, which take no He 2015 shortcut option, with `cifar10_iresnet.p
 For ResNet-110 "the initial learning rate of 0.1 is slightly too large to start converging", so
 He 2015 uses "0.01 to warm up the training until the training error is below 80% (about 400
 iterations)", and trains the 1202-layer network "as described above": add
-`--config.warmup_constant_steps=400` for those two depths. He 2016
-(Appendix) does the same for all its CIFAR runs (`experiments/cifar10_preact.py`).
+`--config.warmup_constant_steps=400` for those two depths
+(`experiments/he2015_table6_cifar_depths.py`). He 2016 (Appendix) does the same for all its CIFAR
+runs: `cifar_he2016.py`.
 """
 
 import ml_collections

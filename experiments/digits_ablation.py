@@ -2,7 +2,7 @@
 
 The CIFAR-layout networks of the three families at depths 14 and 32, trained with the
 quickstart recipe on the 8x8 UCI digits (1,797 images, no download) for 150 steps, 3 seeds
-each: 18 runs, a laptop-scale version of the comparison in `cifar10_iresnet.py`. Sweep and
+each: 18 runs, a laptop-scale version of the comparison in `duta2020_cifar_depths.py`. Sweep and
 report take 12 CPU-minutes in all (17 minutes wall on a 2-core machine shared with other
 jobs). Results: experiments/results/digits_ablation/.
 

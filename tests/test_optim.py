@@ -10,7 +10,14 @@ import optax
 import pytest
 from flax import traverse_util
 
-from configs import cifar10_resnet20, default, resnet50, resnet50_b4096, resnet50_lars_b32k
+from configs import (
+  cifar10_resnet20,
+  cifar_he2016,
+  default,
+  resnet50,
+  resnet50_b4096,
+  resnet50_lars_b32k,
+)
 from conftest import REPO, run_main
 from resnet_jax import models, optim, sweep, train
 
@@ -69,12 +76,13 @@ def test_constant_warmup_is_he_2015_recipe_for_resnet110():
   np.testing.assert_allclose(lr[48_000:], 0.001, rtol=1e-6)
 
 
-def test_he_2016_sweep_warms_up_every_run():
+def test_he_2016_sweeps_warm_up_every_run():
   """He 2016, Appendix: "for all CIFAR experiments" lr 0.01 for the first 400 iterations."""
-  base, fixed, points = sweep.load_sweep(os.path.join(REPO, 'experiments', 'cifar10_preact.py'))
-  assert base == 'configs/cifar10_resnet20.py' and 'warmup_constant_steps' not in points[0]
-  config = cifar10_resnet20.get_config()
-  config.update(fixed)
+  for name in ('he2016_table1_shortcuts', 'he2016_table2_activations', 'he2016_table3_cifar'):
+    base, fixed, points = sweep.load_sweep(os.path.join(REPO, 'experiments', f'{name}.py'))
+    assert base == 'configs/cifar_he2016.py'
+    assert not any('warmup_constant_steps' in p for p in [fixed, *points])
+  config = cifar_he2016.get_config()
   lr = _table(config, steps_per_epoch=390, num_train_steps=64_000)
   np.testing.assert_allclose(lr[:400], 0.01)
   assert lr[400] == pytest.approx(0.1)

@@ -8,8 +8,6 @@ import shlex
 import subprocess
 import sys
 
-import jax
-import jax.numpy as jnp
 import pytest
 
 from resnet_jax import sweep, train
@@ -19,10 +17,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Shipped sweep -> number of points.
 SHIPPED = {
   'digits_ablation': 3 * 2 * 3,  # families x depths x seeds
-  'cifar10_iresnet': 3 * 4 * 3,
   'cifar10_shortcuts': 2 * 3 * 3,  # depths x options x seeds
-  'cifar10_preact': 4 * 5,
-  'imagenet_resnet_vs_iresnet': 6,
+  # The paper sweeps; tests/test_paper_sweeps.py checks their recipes and networks.
+  'he2015_table2_plain_vs_resnet_imagenet': 4,
+  'he2015_fig6_cifar_plain_vs_resnet': 2 * 5,  # plain and ResNet x depths
+  'he2015_table3_shortcuts': 7,
+  'he2015_table6_cifar_depths': 4 + 5 + 1,  # one run per depth, 5 at 110 layers
+  'he2016_table1_shortcuts': 8 * 5,  # shortcuts x seeds
+  'he2016_table2_activations': 2 * 5 * 5,  # depths x units x seeds
+  'he2016_table3_cifar': 2 * 2 * 2 * 3,  # datasets x depths x units x seeds
+  'duta2020_imagenet': 3 * 4,  # families x depths
+  'duta2020_cifar_depths': 3 * 4 * 3 + 3 * 2,  # 3 seeds up to 1001 layers, 1 at 1202 and 3002
 }
 
 
@@ -218,20 +223,3 @@ def test_device_groups(monkeypatch):
     sweep.device_groups(9)
   monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '')  # No GPU: concurrent processes on the CPU.
   assert sweep.device_groups(2) == [{}, {}]
-
-
-@pytest.mark.slow
-def test_preact_sweep_builds_the_authors_networks(monkeypatch, tmp_path):
-  # He 2016 Table 3 at 164 layers: resnet-1k-layers' pre-activation ResNet-164 with projections.
-  monkeypatch.chdir(REPO)
-  counts = {}
-  for point in sweep.expand('experiments/cifar10_preact.py', str(tmp_path)):
-    model = train.create_model(point.config)
-    variables = jax.eval_shape(
-      lambda model=model: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
-    )
-    counts[point.config.model] = sum(x.size for x in jax.tree.leaves(variables['params']))
-  assert counts['cifar_preact_resnet164'] == 1_703_258
-  # Both arms with the same shortcuts (He 2016: 1.7 M parameters at 110 and at 164 layers).
-  assert counts['cifar_preact_resnet110'] == counts['cifar_resnet110'] == 1_727_962
-  assert round(counts['cifar_resnet164'] / 1e6, 1) == 1.7
