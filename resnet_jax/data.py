@@ -3,9 +3,10 @@
 TensorFlow is imported only when a TFDS dataset is read, so fake-data runs never need it.
 """
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import jax
 import ml_collections
@@ -18,6 +19,63 @@ Batch = dict[str, np.ndarray]
 
 # See `resnet_jax.evaluation` and configs/default.py.
 EVAL_PROTOCOLS = ('center', '10crop', 'multiscale')
+
+
+Augmentation = Literal['pad_crop', 'inception_crop']
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+  """How one dataset is normalised and augmented (pixel statistics on the 0..255 scale)."""
+
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  # Training augmentation. 'pad_crop': pad `pad` pixels, random crop back (CIFAR).
+  # 'inception_crop': random-resized crop of 8-100% area and 3/4-4/3 aspect, from JPEGs that
+  # stay encoded until then. Evaluation resizes and crops as `data.eval_images` says.
+  augmentation: Augmentation
+  pad: int = 0
+  flip: bool = True
+
+  def __post_init__(self):
+    valid = get_args(Augmentation)
+    if self.augmentation not in valid:
+      raise errors.ConfigError(
+        f'augmentation={self.augmentation!r} is not one of {", ".join(map(repr, valid))}.'
+      )
+
+
+def _scaled(values: tuple[float, ...]) -> tuple[float, ...]:
+  return tuple(v * 255.0 for v in values)
+
+
+DATASETS = {
+  'digits': DatasetSpec(
+    # Mirror images of digits are other digits: crop jitter only, no flip.
+    _scaled((0.3053,)),
+    _scaled((0.3759,)),
+    'pad_crop',
+    pad=1,
+    flip=False,
+  ),
+  'cifar10': DatasetSpec(
+    _scaled((0.4914, 0.4822, 0.4465)), _scaled((0.2470, 0.2435, 0.2616)), 'pad_crop', pad=4
+  ),
+  'cifar100': DatasetSpec(
+    _scaled((0.5071, 0.4865, 0.4409)), _scaled((0.2673, 0.2564, 0.2762)), 'pad_crop', pad=4
+  ),
+  'imagenet2012': DatasetSpec(
+    _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop'
+  ),
+}
+
+
+def check_dataset_name(name: str) -> None:
+  if name != 'fake' and name not in DATASETS:
+    raise errors.ConfigError(
+      f'Unknown dataset {name!r}. Valid datasets: {", ".join(sorted(DATASETS))}, and '
+      "'fake' for synthetic batches."
+    )
 
 
 class EvalData(NamedTuple):

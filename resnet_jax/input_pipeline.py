@@ -11,11 +11,9 @@ padded and masked.
 This is the only module that imports TensorFlow.
 """
 
-import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Literal, get_args
 
 import jax
 import ml_collections
@@ -27,59 +25,10 @@ from resnet_jax import (
   digits_dataset,  # noqa: F401  (registers the 'digits' TFDS builder)
   errors,
 )
-from resnet_jax.data import EvalImage
+from resnet_jax.data import DATASETS, DatasetSpec, EvalImage, check_dataset_name
 
 # TensorFlow must never take the accelerator memory that JAX needs.
 tf.config.set_visible_devices([], 'GPU')
-
-
-Augmentation = Literal['pad_crop', 'inception_crop']
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetSpec:
-  """How one dataset is normalised and augmented (pixel statistics on the 0..255 scale)."""
-
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
-  # Training augmentation. 'pad_crop': pad `pad` pixels, random crop back (CIFAR).
-  # 'inception_crop': random-resized crop of 8-100% area and 3/4-4/3 aspect, from JPEGs that
-  # stay encoded until then. Evaluation resizes and crops as `data.eval_images` says.
-  augmentation: Augmentation
-  pad: int = 0
-  flip: bool = True
-
-  def __post_init__(self):
-    valid = get_args(Augmentation)
-    if self.augmentation not in valid:
-      raise errors.ConfigError(
-        f'augmentation={self.augmentation!r} is not one of {", ".join(map(repr, valid))}.'
-      )
-
-
-def _scaled(values: tuple[float, ...]) -> tuple[float, ...]:
-  return tuple(v * 255.0 for v in values)
-
-
-DATASETS = {
-  'digits': DatasetSpec(
-    # Mirror images of digits are other digits: crop jitter only, no flip.
-    _scaled((0.3053,)),
-    _scaled((0.3759,)),
-    'pad_crop',
-    pad=1,
-    flip=False,
-  ),
-  'cifar10': DatasetSpec(
-    _scaled((0.4914, 0.4822, 0.4465)), _scaled((0.2470, 0.2435, 0.2616)), 'pad_crop', pad=4
-  ),
-  'cifar100': DatasetSpec(
-    _scaled((0.5071, 0.4865, 0.4409)), _scaled((0.2673, 0.2564, 0.2762)), 'pad_crop', pad=4
-  ),
-  'imagenet2012': DatasetSpec(
-    _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop'
-  ),
-}
 
 
 class DatasetNotPreparedError(errors.DataError):
@@ -88,11 +37,7 @@ class DatasetNotPreparedError(errors.DataError):
 
 def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The TFDS builder of `config.dataset`, prepared now unless that needs a manual step."""
-  if config.dataset not in DATASETS:
-    raise errors.ConfigError(
-      f'Unknown dataset {config.dataset!r}. Valid datasets: {", ".join(sorted(DATASETS))}, and '
-      "'fake' for synthetic batches."
-    )
+  check_dataset_name(config.dataset)
   builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
   check_features(builder.info.features, config)
   if builder.is_prepared():

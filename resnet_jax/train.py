@@ -272,6 +272,7 @@ def check_config(config: ml_collections.ConfigDict) -> nn.Module:
   optim.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
+  data_lib.check_dataset_name(config.dataset)
   data_lib.eval_images(config)
   return create_model(config)
 
