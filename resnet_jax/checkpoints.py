@@ -45,6 +45,8 @@ def set_aside(path: epath.Path, cause: str) -> epath.Path:
   """Moves a step directory into damaged/ under a name not taken yet; returns the new path."""
   damaged = path.parent / DAMAGED
   damaged.mkdir(exist_ok=True)
+  if not damaged.exists():  # A bucket has no empty directories; rename needs its target's.
+    (damaged / '.keep').write_text('')
   target, n = damaged / path.name, 1
   while target.exists():
     target, n = damaged / f'{path.name}.{n}', n + 1

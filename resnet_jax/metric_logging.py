@@ -58,19 +58,23 @@ class _Rewritten(io.StringIO):
     super().close()
 
 
-class _RewrittenBytes(io.BytesIO):
-  """A new binary file in a bucket: each flush uploads everything written so far."""
+class _RewrittenBytes:
+  """A new binary file in a bucket: each flush uploads everything written so far.
+
+  Not an io.BytesIO: tensorboardX fsyncs every file that has a `fileno`, and BytesIO's raises.
+  """
 
   def __init__(self, path: str):
-    super().__init__()
-    self._path = epath.Path(path)
+    self._path, self._data = epath.Path(path), bytearray()
 
-  def flush(self):
-    self._path.write_bytes(self.getvalue())
+  def write(self, data: bytes) -> None:
+    self._data += data
 
-  def close(self):
+  def flush(self) -> None:
+    self._path.write_bytes(bytes(self._data))
+
+  def close(self) -> None:
     self.flush()
-    super().close()
 
 
 class _BucketEventFiles:

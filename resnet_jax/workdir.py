@@ -79,6 +79,10 @@ def _describe(error: BaseException) -> str:
   if isinstance(error, OSError) and error.errno is not None:
     where = f' ({error.filename})' if error.filename else ''
     return f'{os.strerror(error.errno).lower()}{where}'
+  if isinstance(error, FileNotFoundError):
+    # fsspec's object stores (gcsfs, s3fs) raise it, with the API's URL as its message, when
+    # the bucket is missing: a new object is not found only there.
+    return 'no such bucket'
   return f'{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ""}'.rstrip(': ')
 
 

@@ -1,12 +1,16 @@
 """Shared fixtures: the digits dataset prepared once per test session, small configs."""
 
+import http.client
+import http.server
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import types
+import urllib.parse
 
 import jax
 import orbax.checkpoint as ocp
@@ -43,12 +47,22 @@ def digits_config(data_dir):
   return config
 
 
-def run_main(workdir, *overrides, config='configs/quickstart.py', env=None, check=True, **popen):
-  """Runs `python -m resnet_jax.main` in a subprocess (default: the quickstart config)."""
+def run_main(
+  workdir,
+  *overrides,
+  config='configs/quickstart.py',
+  env=None,
+  check=True,
+  entry=('-m', 'resnet_jax.main'),
+  **popen,
+):
+  """Runs `python -m resnet_jax.main` in a subprocess (default: the quickstart config).
+
+  `entry` replaces `-m resnet_jax.main`, e.g. by `-c CODE` that changes a module constant first.
+  """
   command = [
     sys.executable,
-    '-m',
-    'resnet_jax.main',
+    *entry,
     f'--config={config}',
     f'--workdir={workdir}',
     '--config.model=cifar_resnet8',
@@ -86,20 +100,100 @@ def wait_for_checkpoint(workdir, step, process, timeout=300):
     time.sleep(0.02)
 
 
+class _GenerationHeaders(http.server.BaseHTTPRequestHandler):
+  """Forwards every request to the emulator, adding to object downloads the headers that
+  Cloud Storage sends with them and gcp-storage-emulator does not.
+
+  TensorStore's gcs driver takes an object's generation from the `x-goog-generation` header of
+  every download (`alt=media`, whole or a byte range). Without it the generation is 0, and its
+  next write conditioned on it (of Orbax's OCDBT manifest) fails with "Malformed
+  StorageGeneration". The header is taken from the object's metadata (the JSON the emulator
+  returns for it); one lock around every forwarded request keeps that lookup and the download
+  from interleaving with a write of the same object. The emulator already answers byte ranges
+  with 206 and Content-Range, which is all else TensorStore needs from it.
+  """
+
+  protocol_version = 'HTTP/1.1'  # Keep-alive, and the 100-continue that curl waits for.
+  upstream: tuple[str, int]
+  lock = threading.Lock()
+
+  def _body(self) -> bytes | None:
+    if self.headers.get('Transfer-Encoding', '').lower() == 'chunked':
+      chunks = []
+      while size := int(self.rfile.readline().split(b';')[0], 16):
+        chunks.append(self.rfile.read(size))
+        self.rfile.readline()
+      self.rfile.readline()  # The empty trailer.
+      return b''.join(chunks)
+    length = int(self.headers.get('Content-Length') or 0)
+    return self.rfile.read(length) if length else None
+
+  def _upstream(self, method: str, path: str, body=None, headers=None):
+    """(status, headers, content) of a request to the emulator."""
+    connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+    try:
+      connection.request(method, path, body=body, headers=headers or {})
+      response = connection.getresponse()
+      return response.status, response.getheaders(), response.read()
+    finally:
+      connection.close()
+
+  def _generation_headers(self, path: str) -> dict[str, str]:
+    """The generation header of Cloud Storage, for an object download in `path` (else none)."""
+    url = urllib.parse.urlsplit(path)
+    if urllib.parse.parse_qs(url.query).get('alt') != ['media']:
+      return {}
+    status, _, content = self._upstream('GET', url.path)
+    if status != 200:
+      return {}
+    return {'x-goog-generation': json.loads(content)['generation']}
+
+  def _forward(self) -> None:
+    body = self._body()
+    skip = {'host', 'connection', 'transfer-encoding', 'expect', 'content-length'}
+    headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+    with self.lock:
+      status, received, content = self._upstream(self.command, self.path, body, headers)
+      added = self._generation_headers(self.path) if status in (200, 206) else {}
+    self.send_response(status)
+    skip |= {'server', 'date'}
+    for key, value in [*received, *added.items()]:
+      if key.lower() not in skip:
+        self.send_header(key, value)
+    self.send_header('Content-Length', str(len(content)))
+    self.end_headers()
+    if self.command != 'HEAD':
+      self.wfile.write(content)
+
+  do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _forward
+
+  def log_message(self, format, *args):
+    del format, args  # The emulator logs every request already.
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    return s.getsockname()[1]
+
+
 @pytest.fixture(scope='session')
 def gcs_emulator(tmp_path_factory):
   """A local Cloud Storage API (gcp-storage-emulator, in memory): environment for processes.
 
   Each layer that speaks gs:// is pointed at it by its own setting: TensorStore (Orbax's
-  arrays) by TENSORSTORE_GCS_HTTP_URL, with a fixed token instead of credentials; etils.epath
+  arrays) by TENSORSTORE_GCS_HTTP_URL, with a fixed token instead of credentials, through a
+  proxy that adds the download headers the emulator lacks (`_GenerationHeaders`); etils.epath
   (every other file) through fsspec's gcsfs, which reads STORAGE_EMULATOR_HOST. TensorFlow's own
   GCS filesystem has its endpoints compiled in, so epath is told not to use it (EPATH_USE_TF).
+
+  What is not emulated: preconditions (ifGenerationMatch and the like are ignored, so writes
+  always win, which a single writer per object never notices), list ranges (startOffset,
+  endOffset), permissions and credentials.
   """
   import urllib.request
 
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
+  port = _free_port()
   url = f'http://127.0.0.1:{port}'
   log = open(tmp_path_factory.mktemp('gcs') / 'emulator.log', 'w')
   server = subprocess.Popen(
@@ -115,11 +209,15 @@ def gcs_emulator(tmp_path_factory):
     except OSError:
       assert server.poll() is None and time.time() < deadline, 'the emulator did not start'
       time.sleep(0.2)
+  handler = type('Handler', (_GenerationHeaders,), {'upstream': ('127.0.0.1', port)})
+  proxy = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+  proxy.daemon_threads = True
+  threading.Thread(target=proxy.serve_forever, daemon=True).start()
   env = {
     'STORAGE_EMULATOR_HOST': url,
     'EPATH_USE_TF': 'false',
     'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',  # No storage-layout calls to the real API.
-    'TENSORSTORE_GCS_HTTP_URL': url,
+    'TENSORSTORE_GCS_HTTP_URL': f'http://127.0.0.1:{proxy.server_address[1]}',
     'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
   }
 
@@ -133,6 +231,8 @@ def gcs_emulator(tmp_path_factory):
     return f'gs://{name}'
 
   yield types.SimpleNamespace(env=env, create_bucket=create_bucket)
+  proxy.shutdown()
+  proxy.server_close()
   server.terminate()
   server.wait(timeout=30)
   log.close()
