@@ -9,10 +9,17 @@ bucket, e.g. gs://bucket/sweep) and writes there:
   curves.png    test error (bold) and training error (thin) against steps, per variant
   depth.png     final test error against depth, per model family (when depth varies)
 
+and with --responses, He 2015's Fig. 7 (see `resnet_jax.responses`) from each run's newest
+checkpoint, on the first --response_images images of its evaluation split:
+
+  responses.csv one row per run and layer: the std of that layer's response
+  responses.png the stds by layer index, and sorted in descending order; plain nets dashed
+
 The plots need matplotlib (`pip install -r requirements-dev.txt`); --noplots writes the CSV
 and table only.
 
   python -m resnet_jax.report --workdir=/tmp/digits
+  python -m resnet_jax.report --workdir=/tmp/fig6 --responses
 """
 
 from __future__ import annotations
@@ -281,8 +288,79 @@ def plot_depth(
   _save(fig, ax, path)
 
 
-def write_report(workdir: str, plots: bool = True) -> list[str]:
-  """Writes results.csv, results.md and (if `plots`) the PNGs; returns the paths written."""
+def collect_responses(
+  workdir: str, runs: Sequence[dict[str, Any]], num_images: int
+) -> list[tuple[dict[str, Any], dict[str, float]]]:
+  """(run, {layer: std}) of each run with a checkpoint; the others are skipped with a note."""
+  from resnet_jax import errors, responses  # Imported here: JAX.
+
+  found = []
+  for run in runs:
+    try:
+      std = responses.run_responses(str(epath.Path(workdir) / run['name']), num_images=num_images)
+    except (errors.CheckpointError, errors.ConfigError) as error:
+      print(f'Responses: {run["name"]} skipped: {error}')
+      continue
+    found.append((run, std.std))
+  return found
+
+
+def _is_plain(run: dict[str, Any]) -> bool:
+  """Whether the run's network has no shortcuts: a plain family, unless overridden."""
+  default = 'none' if model_family(run['model']).endswith('plain') else None
+  return run['config']['model_kwargs'].get('shortcut', default) == 'none'
+
+
+def write_responses_csv(
+  path: epath.Path, found: Sequence[tuple[dict[str, Any], dict[str, float]]]
+) -> None:
+  columns = ['name', 'model', 'plain', 'seed', 'step', 'layer_index', 'layer', 'std']
+  text = io.StringIO(newline='')
+  writer = csv.DictWriter(text, columns)
+  writer.writeheader()
+  for run, std in found:
+    for index, (layer, value) in enumerate(std.items(), start=1):
+      row = {'name': run['name'], 'model': run['model'], 'plain': _is_plain(run)}
+      row |= {'seed': run['flat_config']['seed'], 'step': run['step']}
+      writer.writerow(row | {'layer_index': index, 'layer': layer, 'std': value})
+  path.write_text(text.getvalue())
+
+
+def plot_responses(
+  path: epath.Path, found: Sequence[tuple[dict[str, Any], dict[str, float]]]
+) -> None:
+  """He 2015's Fig. 7: std of each 3x3 layer's response by layer index (left) and sorted in
+  descending order (right), one line per run; plain nets dashed, ResNets solid."""
+  import matplotlib.pyplot as plt
+
+  models = [run['model'] for run, _ in found]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+  for i, (run, std) in enumerate(found):
+    values = list(std.values())
+    label = run['model'] if models.count(run['model']) == 1 else run['name']
+    style = dict(color=f'C{i % 10}', linestyle='--' if _is_plain(run) else '-', label=label)
+    layers = range(1, len(values) + 1)
+    axes[0].plot(layers, values, **style)
+    axes[1].plot(layers, sorted(values, reverse=True), **style)
+  axes[0].set_xlabel('layer index (original)')
+  axes[1].set_xlabel('layer index (sorted by magnitude)')
+  for ax in axes:
+    ax.set_ylabel('std')
+    ax.grid(alpha=0.3)
+  axes[1].legend(fontsize='small')
+  fig.suptitle("std of the 3x3 layers' responses (after BN, before addition and ReLU)")
+  fig.tight_layout()
+  png = io.BytesIO()
+  fig.savefig(png, format='png', dpi=120)
+  plt.close(fig)
+  path.write_bytes(png.getvalue())
+
+
+def write_report(
+  workdir: str, plots: bool = True, responses: bool = False, response_images: int = 500
+) -> list[str]:
+  """Writes results.csv, results.md and (if `plots`) the PNGs; with `responses` also
+  responses.csv and (if `plots`) responses.png. Returns the paths written."""
   if plots:
     try:
       import matplotlib
@@ -323,6 +401,18 @@ def write_report(workdir: str, plots: bool = True) -> list[str]:
     if len({model_depth(run['model']) for run in runs}) > 1:
       written.append(root / 'depth.png')
       plot_depth(written[-1], variants, fields)
+  if responses:
+    found = collect_responses(
+      workdir, [run for _, group in variants for run in group], response_images
+    )
+    if found:
+      written.append(root / 'responses.csv')
+      write_responses_csv(written[-1], found)
+      if plots:
+        written.append(root / 'responses.png')
+        plot_responses(written[-1], found)
+    else:
+      print('Responses: no run with a checkpoint and a post-activation network; none written.')
   return [str(path) for path in written]
 
 
@@ -333,7 +423,7 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    written = write_report(FLAGS.workdir, FLAGS.plots)
+    written = write_report(FLAGS.workdir, FLAGS.plots, FLAGS.responses, FLAGS.response_images)
   except ReportError as e:
     sys.exit(f'Error: {e}')
   print('Wrote', ', '.join(written))
@@ -342,5 +432,9 @@ def main(argv: Sequence[str]) -> None:
 if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Directory of the runs (one sub-directory each).')
   flags.DEFINE_bool('plots', True, 'Write the PNG plots (needs matplotlib).')
+  flags.DEFINE_bool(
+    'responses', False, "He 2015 Fig. 7: std of each 3x3 layer's response, from the checkpoints."
+  )
+  flags.DEFINE_integer('response_images', 500, 'Evaluation images the responses are taken on.')
   flags.mark_flags_as_required(['workdir'])
   app.run(main)

@@ -113,6 +113,10 @@ def stack_blocks(
   `block` is an unbound module whose `__call__(x)` returns an array shaped like `x`. Its
   variables get a leading axis of size `length`. `remat` recomputes each block's activations in
   the backward pass instead of storing them (`nn.remat`), trading compute for memory.
+
+  'intermediates' (Flax's `capture_intermediates` and `sow`) are stacked the same way, so that
+  the blocks' activations can be read out of a scan (`resnet_jax.responses`); otherwise Flax
+  drops them silently. Not collected, that collection is empty and the program unchanged.
   """
 
   if unroll is None:
@@ -125,7 +129,7 @@ def stack_blocks(
     body = nn.remat(body, prevent_cse=False)
   scan = nn.scan(
     body,
-    variable_axes={'params': 0, 'batch_stats': 0},
+    variable_axes={'params': 0, 'batch_stats': 0, 'intermediates': 0},
     split_rngs={'params': True, 'dropout': True},
     length=length,
     unroll=unroll,
