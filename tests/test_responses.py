@@ -46,6 +46,7 @@ def test_networks_without_the_papers_tensor_are_refused(name):
     responses.response_layers(models.create_model(name))
 
 
+@pytest.mark.slow
 def test_each_response_is_the_bn_formula_on_its_conv_output():
   """Against BN computed by hand, with random running statistics and affine parameters, from
   the convolutions' outputs; a stacked run (stage*/rest) is unstacked in block order."""
@@ -108,6 +109,7 @@ def test_zero_initialised_residual_branches_respond_with_zero():
   assert all(v > 0 for k, v in std.items() if not k.endswith('bn2'))
 
 
+@pytest.mark.slow
 def test_stacked_and_unrolled_runs_agree():
   images = _images()
   looped = models.create_model('cifar_resnet20', unroll=1)
