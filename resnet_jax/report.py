@@ -248,11 +248,16 @@ def plot_curves(
 
 
 def _save(fig, ax, path: epath.Path) -> None:
-  """Grid, legend and the PNG: the finish that every plot shares."""
-  import matplotlib.pyplot as plt
-
+  """Grid, legend and the PNG: the finish that every one-panel plot shares."""
   ax.grid(alpha=0.3)
   ax.legend(fontsize='small')
+  _write_png(fig, path)
+
+
+def _write_png(fig, path: epath.Path) -> None:
+  """The figure as a PNG at `path` (local or bucket), then closed."""
+  import matplotlib.pyplot as plt
+
   fig.tight_layout()
   png = io.BytesIO()
   fig.savefig(png, format='png', dpi=120)
@@ -349,11 +354,7 @@ def plot_responses(
     ax.grid(alpha=0.3)
   axes[1].legend(fontsize='small')
   fig.suptitle("std of the 3x3 layers' responses (after BN, before addition and ReLU)")
-  fig.tight_layout()
-  png = io.BytesIO()
-  fig.savefig(png, format='png', dpi=120)
-  plt.close(fig)
-  path.write_bytes(png.getvalue())
+  _write_png(fig, path)
 
 
 def write_report(
