@@ -5,7 +5,9 @@ Reads the summary.json and metrics.jsonl of every run under --workdir (the sub-w
 bucket, e.g. gs://bucket/sweep) and writes there:
 
   results.csv   one row per run: the varied config fields, seed, params, MACs, final metrics
-  results.md    Markdown table, one row per variant (runs that differ only in the seed)
+  results.md    Markdown table, one row per variant (runs that differ only in the seed): test
+                error, and the training error of the last log window, which is what He 2015's
+                degradation plots (Fig. 1, 4, 6) compare
   curves.png    test error (bold) and training error (thin) against steps, per variant
   depth.png     final test error against depth, per model family (when depth varies)
 
@@ -152,9 +154,18 @@ def _error(run: dict[str, Any], metric: str = 'top1') -> float:
   return 100 * (1 - run['eval'][metric])
 
 
+def train_error(run: dict[str, Any]) -> float | None:
+  """Training error (%) of the last log window: train_top1 is a mean over the window's steps,
+  so the last log step's value is the final training error that He 2015's Fig. 1, 4 and 6
+  compare. None for a run that logged no training metrics (an evaluation-only run)."""
+  steps = [step for step, m in run['metrics'].items() if 'train_top1' in m]
+  return 100 * (1 - run['metrics'][max(steps)]['train_top1']) if steps else None
+
+
 def write_csv(path: epath.Path, runs: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
   columns = ['name', 'model', 'dataset', *fields, 'seed', 'step', 'num_train_steps']
-  columns += ['num_params', 'macs', 'eval_loss', 'top1_error', 'top5_error', 'wall_time_s']
+  columns += ['num_params', 'macs', 'eval_loss', 'top1_error', 'top5_error', 'train_error']
+  columns += ['wall_time_s']
   text = io.StringIO(newline='')
   writer = csv.DictWriter(text, columns)
   writer.writeheader()
@@ -171,6 +182,7 @@ def write_csv(path: epath.Path, runs: Sequence[dict[str, Any]], fields: Sequence
       'eval_loss': run['eval']['loss'],
       'top1_error': _error(run, 'top1'),
       'top5_error': _error(run, 'top5'),
+      'train_error': train_error(run),
       'wall_time_s': run['wall_time_s'],
     }
     writer.writerow(row)
@@ -185,6 +197,8 @@ def markdown_table(
   top5 = any(run['flat_config']['num_classes'] > 10 for run in runs)
   header = ['model', *fields, 'params', 'MACs', 'seeds', 'top-1 error (%)']
   header += ['top-5 error (%)'] * top5
+  train = all(train_error(run) is not None for run in runs)
+  header += ['train error (%)'] * train
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for key, group in variants:
     row = [key[0], *(str(group[0]['flat_config'].get(f)) for f in fields)]
@@ -192,14 +206,17 @@ def markdown_table(
     row.append(_pm([_error(run, 'top1') for run in group]))
     if top5:
       row.append(_pm([_error(run, 'top5') for run in group]))
+    if train:
+      row.append(_pm([train_error(run) for run in group]))
     lines.append('| ' + ' | '.join(row) + ' |')
   datasets = sorted({run['dataset'] for run in runs})
   steps = sorted({run['step'] for run in runs})
   lines.append('')
   lines.append(
     f'{", ".join(datasets)}, {"/".join(map(str, steps))} steps; error on the '
-    f'{runs[0]["flat_config"]["eval_split"]} split after the last step, mean ± sample std over '
-    'seeds; MACs of one forward pass of one image.'
+    f'{runs[0]["flat_config"]["eval_split"]} split after the last step'
+    + (', training error over the last log window' if train else '')
+    + ', mean ± sample std over seeds; MACs of one forward pass of one image.'
   )
   return '\n'.join(lines) + '\n'
 

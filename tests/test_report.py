@@ -12,8 +12,13 @@ from configs import quickstart
 from resnet_jax import report, sweep, train
 
 
-def write_run(workdir, name, model, seed, test_top1, steps=(50, 100), **config_fields):
-  """A finished run as `resnet_jax.main` leaves it: summary.json and metrics.jsonl."""
+def write_run(
+  workdir, name, model, seed, test_top1, steps=(50, 100), train_top1=None, **config_fields
+):
+  """A finished run as `resnet_jax.main` leaves it: summary.json and metrics.jsonl.
+
+  `train_top1`: the training accuracy of each log window (one per step), 0.5 if not given.
+  """
   config = quickstart.get_config()
   config.model, config.seed = model, seed
   for field, value in config_fields.items():
@@ -21,9 +26,9 @@ def write_run(workdir, name, model, seed, test_top1, steps=(50, 100), **config_f
   run_dir = os.path.join(workdir, name)
   os.makedirs(run_dir)
   with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
-    for step in steps:
+    for step, top1 in zip(steps, train_top1 or [0.5] * len(steps), strict=True):
       f.write(
-        json.dumps({'step': step, 'train_loss': 1.0, 'train_top1': 0.5, 'learning_rate': 0.1})
+        json.dumps({'step': step, 'train_loss': 1.0, 'train_top1': top1, 'learning_rate': 0.1})
       )
       f.write(
         '\n' + json.dumps({'step': step, 'eval_loss': 1.0, 'eval_top1': 0.1, 'eval_top5': 0.5})
@@ -118,6 +123,21 @@ def test_varied_fields_become_columns(tmp_path):
   assert table.splitlines()[0].startswith('| model | model_kwargs.shortcut | params |')
   assert '| cifar_resnet20 | A |' in table and '| 10.00 ± 0.00 |' in table
   assert '| cifar_resnet20 | B |' in table and '| 20.00 ± 0.00 |' in table
+
+
+def test_train_error_is_the_last_log_window(tmp_path):
+  """He 2015's degradation is a training error: the table shows the last window's, per seed."""
+  for seed, last in enumerate((0.9, 0.8)):
+    name = f'seed={seed}'
+    write_run(tmp_path, name, 'cifar_plain20', seed, 0.9, train_top1=(0.1, last))
+  report.write_report(str(tmp_path), plots=False)
+  table = (tmp_path / 'results.md').read_text()
+  assert table.splitlines()[0].endswith('| top-1 error (%) | train error (%) |')
+  assert '| 10.00 ± 0.00 | 15.00 ± 7.07 |' in table
+  assert 'training error over the last log window' in table
+  with open(tmp_path / 'results.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [float(row['train_error']) for row in rows] == pytest.approx([10.0, 20.0])
 
 
 def test_plots_without_matplotlib_fail_clearly(runs_dir, monkeypatch):
