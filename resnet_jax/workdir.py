@@ -101,6 +101,12 @@ def _in_use(workdir: epath.Path, holder: dict[str, Any]) -> errors.WorkdirError:
     f'{holder.get("host")}, started {holder.get("started")}. Two runs in one workdir would '
     "overwrite each other's checkpoints. Wait for that run to end, stop it (SIGTERM saves a "
     'checkpoint, and this command then resumes it), or use another --workdir.'
+    + (
+      f' In a bucket a lock is stale {STALE_AFTER_S // 60} minutes after its holder stopped '
+      'refreshing it; after a crash, this command then takes it over.'
+      if paths.is_url(workdir)
+      else ''
+    )
   )
 
 
