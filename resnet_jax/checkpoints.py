@@ -37,8 +37,13 @@ def step_directories(directory: epath.Path) -> list[epath.Path]:
   return sorted(steps, key=lambda p: (int(_STEP.match(p.name).group()), p.name), reverse=True)
 
 
+def finished_steps(directory: epath.Path) -> list[epath.Path]:
+  """The step directories of saves that finished, newest first."""
+  return [p for p in step_directories(directory) if _STEP.fullmatch(p.name)]
+
+
 def has_checkpoint(directory: epath.Path) -> bool:
-  return any(_STEP.fullmatch(p.name) for p in step_directories(directory))
+  return bool(finished_steps(directory))
 
 
 def set_aside(path: epath.Path, cause: str) -> epath.Path:

@@ -478,7 +478,7 @@ def _check_room(workdir: epath.Path) -> None:
   """
   if paths.is_url(workdir):
     return  # Buckets do not fill up.
-  finished = [p for p in checkpoints.step_directories(workdir / 'checkpoints') if p.name.isdigit()]
+  finished = checkpoints.finished_steps(workdir / 'checkpoints')
   if not finished:
     return
   needed = sum(f.stat().st_size for f in pathlib.Path(finished[0]).rglob('*') if f.is_file())
@@ -487,9 +487,7 @@ def _check_room(workdir: epath.Path) -> None:
 
 
 def _disk_full_error(workdir: epath.Path) -> errors.DiskFullError:
-  intact = [
-    p.name for p in checkpoints.step_directories(workdir / 'checkpoints') if p.name.isdigit()
-  ]
+  intact = [p.name for p in checkpoints.finished_steps(workdir / 'checkpoints')]
   kept = f'the checkpoints of steps {", ".join(reversed(intact))}' if intact else 'no checkpoint'
   return errors.DiskFullError(
     f'The filesystem of {workdir} is full (no space left on device); training stopped, and '
