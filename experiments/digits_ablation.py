@@ -2,9 +2,9 @@
 
 The CIFAR-layout networks of the three families at depths 14 and 32, trained with the
 quickstart recipe on the 8x8 UCI digits (1,797 images, no download) for 150 steps, 3 seeds
-each: 18 runs, a laptop-scale version of the comparison in `duta2020_cifar_depths.py`. Sweep and
-report take 12 CPU-minutes in all (17 minutes wall on a 2-core machine shared with other
-jobs). Results: experiments/results/digits_ablation/.
+each: 18 runs, a laptop-scale version of the comparison in `duta2020_cifar_depths.py`. The
+sweep takes about 4 minutes on an idle 2-core machine (one sweep worker, empty compilation
+cache). Results: experiments/results/digits_ablation/.
 
   python -m resnet_jax.sweep --sweep=experiments/digits_ablation.py --workdir=/tmp/digits
   python -m resnet_jax.report --workdir=/tmp/digits

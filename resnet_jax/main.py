@@ -130,6 +130,15 @@ def initialize_distributed() -> None:
   )
 
 
+def configure_jax() -> None:
+  """The persistent compilation cache, shared by every run and sweep worker on this machine."""
+  import jax
+
+  jax.config.update(
+    'jax_compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR', _CACHE_DIR)
+  )
+
+
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     _fail(f'unexpected arguments {list(argv[1:])}: every option is a --flag.')
@@ -143,9 +152,7 @@ def main(argv: Sequence[str]) -> None:
     initialize_distributed()
   except errors.Error as error:
     _fail(str(error))
-  jax.config.update(
-    'jax_compilation_cache_dir', os.environ.get('JAX_COMPILATION_CACHE_DIR', _CACHE_DIR)
-  )
+  configure_jax()
   logging.info(
     'JAX process %d/%d, %d local / %d global devices (%s)',
     jax.process_index(),

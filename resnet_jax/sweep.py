@@ -12,8 +12,12 @@ overrides of each point, built from axes as in ml-collections / big_vision sweep
       'points': product(axis('model', ['cifar_resnet20', 'cifar_iresnet20']), axis('seed', [0, 1])),
     }
 
-Each point runs `python -m resnet_jax.main --config=BASE --workdir=DIR/NAME --config.F=V ...`
-in its own sub-workdir, NAME spelling out its overrides (`model=cifar_iresnet56-seed=0`).
+Each point is the run `python -m resnet_jax.main --config=BASE --workdir=DIR/NAME --config.F=V
+...` in its own sub-workdir, NAME spelling out its overrides (`model=cifar_iresnet56-seed=0`),
+its output in DIR/NAME/log.txt. Each of the `--parallel` slots trains its points one after
+another in one `resnet_jax.sweep_worker` process, which gives the same results without paying
+main's start-up for every point; `--process_per_point` starts main for each instead. A point
+that fails, or a worker that dies, fails only that point.
 Finished points (with a summary.json) are skipped and interrupted ones resume from their
 checkpoints, so rerunning the same command completes a sweep. `--dry_run` prints the command
 of every point and `--point=K` runs only point K, for Slurm arrays or pod launchers.
@@ -29,19 +33,22 @@ other platforms its points keep training, so stop them before rerunning.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import importlib.util
 import itertools
 import json
 import os
+import pathlib
 import queue
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -174,7 +181,7 @@ def _check_fields(config: ml_collections.ConfigDict, overrides: Overrides, where
       node = node[key]
 
 
-def resolve_config(config_path: str, args: Sequence[str]) -> ml_collections.ConfigDict:
+def resolve_config(args: Sequence[str]) -> ml_collections.ConfigDict:
   """The config `python -m resnet_jax.main` builds from these arguments (same parser)."""
   argv = ['resnet_jax.main', *args]
   flag_values = flags.FlagValues()
@@ -207,7 +214,7 @@ def expand(sweep_path: str, workdir: str) -> list[Point]:
     name = point_name(point_overrides)
     point_workdir = os.path.join(workdir, name)
     try:
-      config = resolve_config(config_path, main_args(config_path, point_workdir, overrides))
+      config = resolve_config(main_args(config_path, point_workdir, overrides))
     except (flags.Error, TypeError, ValueError) as e:
       raise SweepError(f'{where}: {e}') from None
     _check_model(config, where)
@@ -300,8 +307,8 @@ class _Children:
     self.stopped_by: int | None = None
     self._running: set[subprocess.Popen] = set()
 
-  def run(self, command: list[str], **popen: Any) -> int:
-    """Runs `command` to its end; returns its exit code (negative: killed by that signal)."""
+  def start(self, command: list[str], **popen: Any) -> subprocess.Popen:
+    """Starts `command`, to be stopped with the sweep; `forget` it once it has ended."""
     if sys.platform.startswith('linux'):
       # The kernel signals the child when the *thread* that started it ends, not the process:
       # run_points starts points from its pool's threads, which live until every point has
@@ -309,12 +316,20 @@ class _Children:
       command = [sys.executable, '-c', _DIE_WITH_PARENT, str(os.getpid()), *command]
     process = subprocess.Popen(command, start_new_session=True, **popen)
     self._running.add(process)
+    if self.stopped_by is not None:  # Stopped while it started: stop() may not have seen it.
+      process.terminate()
+    return process
+
+  def forget(self, process: subprocess.Popen) -> None:
+    self._running.discard(process)
+
+  def run(self, command: list[str], **popen: Any) -> int:
+    """Runs `command` to its end; returns its exit code (negative: killed by that signal)."""
+    process = self.start(command, **popen)
     try:
-      if self.stopped_by is not None:  # Stopped while it started: stop() may not have seen it.
-        process.terminate()
       return process.wait()
     finally:
-      self._running.discard(process)
+      self.forget(process)
 
   def stop(self, signum: int, frame: Any) -> None:
     """Signal handler: stops the running points (run_points starts no new ones)."""
@@ -327,14 +342,88 @@ class _Children:
 _CHILDREN = _Children()
 
 
-def _run_logged(point: Point, env: dict[str, str]) -> int:
-  """Trains one point in a subprocess, its output appended to WORKDIR/NAME/log.txt."""
-  os.makedirs(point.workdir, exist_ok=True)
-  with open(os.path.join(point.workdir, 'log.txt'), 'a') as log:
-    command = point.command(sys.executable)
-    log.write(f'\n$ {shlex.join(command)}\n')
-    log.flush()
-    return _CHILDREN.run(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **env})
+class _Worker:
+  """The `resnet_jax.sweep_worker` process of one --parallel slot, which trains its points one
+  after another; started at the first point, and again after one that ended it."""
+
+  def __init__(self, env: dict[str, str]) -> None:
+    self._env = env
+    self._process: subprocess.Popen | None = None
+
+  def train(self, point: Point, log_path: str) -> int:
+    """Trains `point`, its output appended to `log_path`; returns main's exit code for it."""
+    if self._process is None:
+      self._process = _CHILDREN.start(
+        [sys.executable, '-m', 'resnet_jax.sweep_worker'],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **self._env},
+      )
+    request = {
+      'args': main_args(point.config_path, point.workdir, point.overrides),
+      'log': log_path,
+    }
+    try:
+      self._process.stdin.write(json.dumps(request) + '\n')
+      self._process.stdin.flush()
+      answer = self._process.stdout.readline()
+    except BrokenPipeError:
+      answer = ''
+    if answer.strip():
+      return int(answer)
+    returncode = self._process.wait()  # The worker ended during the point: its exit code.
+    self.close()
+    return returncode
+
+  def close(self) -> None:
+    if self._process is not None:
+      self._process.stdin.close()
+      self._process.wait()
+      _CHILDREN.forget(self._process)
+      self._process = None
+
+
+@dataclasses.dataclass
+class _Slot:
+  """One of --parallel places to train: its devices, and its worker unless each point gets a
+  process of its own."""
+
+  env: dict[str, str]
+  worker: _Worker | None
+
+
+@contextlib.contextmanager
+def _local_log(point: Point) -> Iterator[str]:
+  """A local file to append the point's output to: WORKDIR/NAME/log.txt itself, or in a bucket
+  a local copy of it, uploaded whole when the point ends (objects cannot be appended to)."""
+  log = paths.resolve(point.workdir) / 'log.txt'
+  if not paths.is_url(log):
+    log.parent.mkdir(parents=True, exist_ok=True)
+    yield str(log)
+    return
+  with tempfile.TemporaryDirectory() as local_dir:
+    local = pathlib.Path(local_dir) / 'log.txt'
+    local.write_text(log.read_text() if log.exists() else '')
+    try:
+      yield str(local)
+    finally:
+      log.write_text(local.read_text())
+
+
+def _run_logged(point: Point, slot: _Slot) -> int:
+  """Trains one point, its output appended to WORKDIR/NAME/log.txt; returns main's exit code."""
+  command = point.command(sys.executable)
+  with _local_log(point) as log_path:
+    with open(log_path, 'a') as log:
+      log.write(f'\n$ {shlex.join(command)}\n')
+      if slot.worker is None:
+        log.flush()
+        return _CHILDREN.run(
+          command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **slot.env}
+        )
+      log.write('# (trained by a resnet_jax.sweep_worker process, with the same results)\n')
+    return slot.worker.train(point, log_path)
 
 
 def _result_text(point: Point) -> str:
@@ -342,8 +431,12 @@ def _result_text(point: Point) -> str:
   return f'top-1 error {100 * (1 - summary["eval"]["top1"]):.2f}%'
 
 
-def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
-  """Trains every unfinished point, `parallel` at a time; returns the points that failed."""
+def run_points(points: Sequence[Point], parallel: int, in_workers: bool = True) -> list[Point]:
+  """Trains every unfinished point, `parallel` at a time; returns the points that failed.
+
+  `in_workers`: each slot trains its points in one sweep_worker process, instead of starting
+  `python -m resnet_jax.main` for every point.
+  """
   todo = [p for p in points if not p.finished]
   for p in points:
     if p.finished:
@@ -353,11 +446,12 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
   )
   slots = queue.Queue()
   for env in device_groups(parallel):
-    slots.put(env)
+    slots.put(_Slot(env, _Worker(env) if in_workers else None))
   failed = []
 
   def run(index: int, point: Point) -> None:
-    env = slots.get()
+    slot = slots.get()
+    env = slot.env
     try:
       if _CHILDREN.stopped_by is not None:
         return
@@ -365,7 +459,7 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
       devices = f' on GPUs {env["CUDA_VISIBLE_DEVICES"]}' if env else ''
       print(f'[{index + 1}/{len(todo)}] {point.name}: {state}{devices}', flush=True)
       start = time.time()
-      returncode = _run_logged(point, env)
+      returncode = _run_logged(point, slot)
       took = f'{time.time() - start:.0f} s'
       if returncode == 0 and point.finished:
         print(
@@ -379,20 +473,25 @@ def run_points(points: Sequence[Point], parallel: int) -> list[Point]:
         )
       else:
         failed.append(point)
-        log_path = os.path.join(point.workdir, 'log.txt')
-        with open(log_path) as f:
-          tail = ''.join(f.readlines()[-15:])
+        log_path = paths.resolve(point.workdir) / 'log.txt'
+        tail = ''.join(log_path.read_text().splitlines(keepends=True)[-15:])
         print(
           f'[{index + 1}/{len(todo)}] {point.name}: FAILED after {took} (exit code '
           f'{returncode}, no summary.json); last lines of {log_path}:\n{tail}',
           flush=True,
         )
     finally:
-      slots.put(env)
+      slots.put(slot)
 
-  with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
-    for future in [pool.submit(run, i, p) for i, p in enumerate(todo)]:
-      future.result()
+  try:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
+      for future in [pool.submit(run, i, p) for i, p in enumerate(todo)]:
+        future.result()
+  finally:
+    while not slots.empty():
+      slot = slots.get()
+      if slot.worker is not None:
+        slot.worker.close()
   return failed
 
 
@@ -434,7 +533,7 @@ def run_sweep() -> None:
     returncode = _CHILDREN.run(point.command(sys.executable))
     _exit_if_stopped([point])
     sys.exit(returncode)
-  failed = run_points(points, FLAGS.parallel)
+  failed = run_points(points, FLAGS.parallel, in_workers=not FLAGS.process_per_point)
   _exit_if_stopped(points)
   if failed:
     sys.exit(
@@ -470,6 +569,12 @@ def define_flags() -> None:
   )
   flags.DEFINE_bool('dry_run', False, 'Print the command of every point, run nothing.')
   flags.DEFINE_integer('point', None, 'Run only the point with this index (from 0).')
+  flags.DEFINE_bool(
+    'process_per_point',
+    False,
+    'Start `python -m resnet_jax.main` for every point, instead of training the points of each '
+    '--parallel slot one after another in one worker process (same results, less start-up).',
+  )
   flags.mark_flags_as_required(['sweep', 'workdir'])
 
 

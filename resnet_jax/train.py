@@ -432,13 +432,15 @@ def _train_and_evaluate(
       if should_save:
         save(step, force=is_last or preempted)
       if preempted:
-        manager.wait_until_finished()
+        manager.close()
+        writer.close()
         logging.info('Preempted: saved the checkpoint of step %d; rerun to resume.', step)
         return {'preempted_at_step': step}
   if eval_metrics is None:  # A finished run started again: evaluate its final state.
     eval_metrics = run_eval(int(state.step))
-  manager.wait_until_finished()
-  writer.flush()
+  # Closed, not only flushed: their threads end with the run (a sweep worker runs many).
+  manager.close()
+  writer.close()
   wall_time_s, restarts = clock.record()
   summary = {
     'model': model_name(config),

@@ -77,6 +77,16 @@ def run_main(
   return result
 
 
+# Metrics that measure the machine, not the training; they differ between any two runs.
+TIMING = {'images_per_sec', 'input_wait_fraction', 'steps_per_sec', 'uptime'}
+
+
+def metric_rows(text):
+  """The records of a metrics.jsonl text, without the timing fields."""
+  rows = [json.loads(line) for line in text.splitlines()]
+  return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
 def restore_checkpoint(workdir, step=None):
   """The newest checkpoint of a run, as arrays on this process's first device."""
   manager = ocp.CheckpointManager(os.path.join(workdir, 'checkpoints'))

@@ -17,14 +17,12 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import restore_checkpoint, run_main, wait_for_checkpoint
+from conftest import metric_rows, restore_checkpoint, run_main, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
 
 # A constant learning rate: a run can be lengthened on resume without changing its schedule.
 CONSTANT = ['--config.schedule=constant', '--config.warmup=0', '--config.learning_rate=0.05']
-# Metrics that measure the machine, not the training; they differ between any two runs.
-TIMING = {'images_per_sec', 'input_wait_fraction', 'steps_per_sec', 'uptime'}
 
 
 def common(data_dir, steps, every=10):
@@ -49,10 +47,8 @@ def assert_one_paragraph(result, *phrases):
   return errors[0]
 
 
-def metric_rows(workdir):
-  """metrics.jsonl without the timing fields."""
-  rows = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+def rows_of(workdir):
+  return metric_rows((workdir / 'metrics.jsonl').read_text())
 
 
 def assert_same_state(workdir_a, workdir_b):
@@ -160,7 +156,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(
   # Set aside intact, never deleted; training went on from step 10 to the uninterrupted result.
   assert _listing(workdir / 'checkpoints' / 'damaged' / damaged.name) == before
   assert_same_state(workdir, straight)
-  assert metric_rows(workdir) == metric_rows(straight)
+  assert rows_of(workdir) == rows_of(straight)
 
 
 def test_no_restorable_checkpoint_stops_with_their_list(tmp_path, first_20, data_dir):
@@ -200,7 +196,7 @@ def test_sigkill_at_random_moments_ends_bit_identical(tmp_path, data_dir):
     process.wait()
   run_main(workdir, *steps)
   assert_same_state(workdir, reference)
-  assert metric_rows(workdir) == metric_rows(reference)
+  assert rows_of(workdir) == rows_of(reference)
   summary = json.loads((workdir / 'summary.json').read_text())
   assert (
     summary['restarts'] >= 1
@@ -281,7 +277,7 @@ def test_a_full_disk_keeps_the_intact_checkpoints(tmp_path, data_dir, how):
     assert intact and len(intact) == len(names), f'no checkpoint, or a partial one: {names}'
     last, state = restore_checkpoint(workdir)
     assert last == intact[-1] and int(state['step']) == last
-    rows = metric_rows(workdir)
+    rows = rows_of(workdir)
     assert rows and rows[-1]['step'] >= last
     # Room made: the same command resumes and finishes.
     if how == 'tmpfs':

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from conftest import REPO, run_main
+from conftest import REPO, metric_rows, run_main
 from resnet_jax import workdir as workdir_module
 
 # Logged where checkpointed: a resumed run averages its training metrics from the restored step.
@@ -21,7 +21,6 @@ STEPS = [
   '--config.log_every_steps=20',
 ]
 # Metrics that measure the machine, not the training; they differ between any two runs.
-TIMING = {'images_per_sec', 'input_wait_fraction', 'steps_per_sec', 'uptime'}
 
 
 def _objects(env, bucket, prefix):
@@ -70,12 +69,6 @@ FAST_HEARTBEAT = (
   'from resnet_jax import workdir; workdir.HEARTBEAT_S = 0.2; '
   "runpy.run_module('resnet_jax.main', run_name='__main__')",
 )
-
-
-def _rows(text):
-  """metrics.jsonl without the timing fields."""
-  rows = [json.loads(line) for line in text.splitlines()]
-  return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
 def _age_lock(env, bucket, workdir):
@@ -140,8 +133,8 @@ def test_bucket_workdir_is_killed_resumes_and_reports_like_a_local_run(
   assert remote['step'] == local['step'] == 60
   assert remote['eval'] == local['eval']  # Killed, resumed, bit-identical.
   assert remote['restarts'] == 1
-  local_rows = _rows((local_dir / 'metrics.jsonl').read_text())
-  assert _rows(_read(env, bucket, 'sweep/quickstart/metrics.jsonl')) == local_rows
+  local_rows = metric_rows((local_dir / 'metrics.jsonl').read_text())
+  assert metric_rows(_read(env, bucket, 'sweep/quickstart/metrics.jsonl')) == local_rows
   table = _read(env, bucket, 'sweep/results.md')
   assert f'{100 * (1 - local["eval"]["top1"]):.2f}' in table
 

@@ -149,7 +149,7 @@ def test_sweep_dry_runs(name, repo, tmp_path):
     config_checks.check_ranges(point.config)
     command = shlex.split(shlex.join(point.command()))
     assert command[:3] == ['python', '-m', 'resnet_jax.main']
-    assert sweep.resolve_config(point.config_path, command[3:]) == point.config
+    assert sweep.resolve_config(command[3:]) == point.config
     for field, value in point.overrides.items():
       node = point.config
       for key in field.split('.'):

@@ -144,7 +144,7 @@ def test_dry_run_prints_main_commands(monkeypatch, tmp_path):
     command = shlex.split(line)
     assert command[:3] == ['python', '-m', 'resnet_jax.main']
     # The printed arguments give main exactly the point's config.
-    assert sweep.resolve_config(point.config_path, command[3:]) == point.config
+    assert sweep.resolve_config(command[3:]) == point.config
   assert not os.listdir(tmp_path)  # A dry run creates nothing.
 
 
