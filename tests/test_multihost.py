@@ -184,7 +184,7 @@ def test_two_process_checkpoint_continues_on_one_and_on_four_processes(tmp_path,
     _wait(tmp_path, resumed, processes)
     final_step, got = _final_state(resumed)
     assert final_step == reference_step == 12
-    # Measured: at most 1.8e-7 apart (float32 reductions over 1, 2 or 4 devices).
+    # Measured: 1.2e-7 to 2.4e-7 apart (float32 reductions over 1, 2 or 4 devices).
     difference = max(
       float(np.abs(a - b).max())
       for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got), strict=True)
