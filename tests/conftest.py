@@ -18,6 +18,18 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The tests' compiled programs persist between test runs, as main's do between training runs:
+# most of the fast tier's time is XLA compiling small networks, and an edit recompiles only the
+# programs it changes. A fresh machine (CI) compiles everything once.
+jax.config.update(
+  'jax_compilation_cache_dir',
+  os.environ.get(
+    'RESNET_JAX_TEST_CACHE_DIR',
+    os.path.join(os.path.expanduser('~'), '.cache', 'resnet_jax', 'test-xla'),
+  ),
+)
+jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+
 
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory):

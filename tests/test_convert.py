@@ -92,9 +92,9 @@ def relative_error(a, b):
 # suite checks every fixture.
 FAST_CASES = {
   'torchvision_resnet_basic',
-  'iresnet_bottleneck',
   'cifar_resnet20_a',
   'preact_bottleneck',
+  'cifar_iresnet_basic',
 }
 
 

@@ -219,4 +219,3 @@ def test_evaluation_reads_every_example_once_over_all_processes(digits_config, m
 def test_misspelt_augmentation_is_an_error():
   with pytest.raises(ValueError, match="augmentation='pad_crp' is not one of 'pad_crop', "):
     input_pipeline.DatasetSpec((0.0,), (1.0,), 'pad_crp')
-

@@ -234,7 +234,18 @@ def _jitted(kind, overrides):
   )
 
 
-@pytest.mark.parametrize('kind', [k for k in SMALL_NETWORKS if k != 'resnet'])
+# The fast tier runs the CIFAR layouts (one per block kind); the full suite every network.
+FAST_KINDS = {'cifar_resnet_A', 'cifar_preact_resnet', 'cifar_iresnet'}
+
+
+@pytest.mark.parametrize(
+  'kind',
+  [
+    k if k in FAST_KINDS else pytest.param(k, marks=pytest.mark.slow)
+    for k in SMALL_NETWORKS
+    if k != 'resnet'
+  ],
+)
 def test_forward_backward(kind):
   net = jitted(kind)
   x = images()
@@ -259,6 +270,7 @@ def test_quickstart_layout_takes_8x8_grey_images():
   assert logits.shape == (4, 10)
 
 
+@pytest.mark.slow
 def test_unroll_and_remat_give_identical_results():
   # Stage 2 has a run of three stacked middle blocks: unroll=2 leaves a remainder.
   x = images()
@@ -294,10 +306,10 @@ def test_batchnorm_train_and_eval_modes():
 
 
 def test_initialisation_follows_pytorch_references():
-  model = create_model('cifar_resnet110')
+  model = create_model('cifar_resnet20')
   init = jax.jit(lambda x: model.init(jax.random.key(0, impl='rbg'), x, train=False))
   params = init(images(batch=1, size=8))['params']
-  kernel = params['stage3']['rest']['conv1']['kernel']  # 17 x 3 x 3 x 64 x 64, fan-out 576
+  kernel = params['stage3']['rest']['conv1']['kernel']  # 2 x 3 x 3 x 64 x 64, fan-out 576
   assert abs(float(jnp.std(kernel)) / math.sqrt(2 / 576) - 1) < 0.01
   assert abs(float(jnp.mean(kernel))) < 1e-3
   bound = 1 / math.sqrt(64)  # PyTorch nn.Linear: uniform in +-1/sqrt(fan_in)
@@ -309,6 +321,7 @@ def test_initialisation_follows_pytorch_references():
   assert np.all(bn['scale'] == 1) and np.all(bn['bias'] == 0)
 
 
+@pytest.mark.slow
 def test_zero_init_residual():
   x = images()
   params = jitted('cifar_resnet_A', zero_init_residual=True).init(x)['params']
@@ -323,6 +336,7 @@ def test_zero_init_residual():
   assert np.all(params['stage2']['middle']['bn2']['scale'] == 1)
 
 
+@pytest.mark.slow
 def test_official_inplace_relu_changes_the_first_middle_identity():
   x = images()
   official, paper = jitted('iresnet'), jitted('iresnet', official_inplace_relu=False)
@@ -333,6 +347,7 @@ def test_official_inplace_relu_changes_the_first_middle_identity():
   assert not np.allclose(a, b, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_with_float32_parameters():
   x = images()
   net = jitted('resstage', dtype=jnp.bfloat16)
@@ -346,6 +361,7 @@ def test_bfloat16_compute_with_float32_parameters():
   np.testing.assert_allclose(logits, reference, atol=0.05 * float(jnp.abs(reference).max()))
 
 
+@pytest.mark.slow
 def test_dropout_before_the_classifier():
   x = images()
   net = jitted('resnet', dropout_rate=0.5)

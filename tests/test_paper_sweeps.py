@@ -352,6 +352,7 @@ def test_he2016_table3_164_and_1001_layers_on_both_datasets(repo, tmp_path):
 # --- Duta et al. 2020 ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_duta2020_imagenet_families_have_equal_parameters(repo, tmp_path):
   points = expand('duta2020_imagenet', tmp_path)
   assert len(points) == 3 * 4
@@ -367,6 +368,7 @@ def test_duta2020_imagenet_families_have_equal_parameters(repo, tmp_path):
     assert starts == ['pool_conv_bn'] * 4  # the improved projection shortcut
 
 
+@pytest.mark.slow
 def test_duta2020_cifar_depths_reach_3002_layers(repo, tmp_path):
   points = expand('duta2020_cifar_depths', tmp_path)
   assert len(points) == 3 * 4 * 3 + 3 * 2

@@ -106,7 +106,9 @@ def test_eval_counts_every_example_once(digits_config):
   model = train.create_model(config)
   mesh = train.make_mesh()
   sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  state = train.create_train_state(model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), sharding)
+  state = train.create_train_state(
+    model, optax.sgd(0.1), jax.random.key(0, impl='rbg'), (1, 8, 8, 1), sharding
+  )
   metrics = evaluation.evaluate(
     state,
     evaluation.jit_eval_step(config, mesh),

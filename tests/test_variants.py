@@ -158,6 +158,7 @@ def test_he2016_table1_shortcut_modulations(modulation, options):
     np.testing.assert_array_equal(init, np.full(FEATURES, options['gate_bias_init']))
 
 
+@pytest.mark.slow
 def test_he2016_table1_gates_and_dropout_in_resnet110():
   # A gate per unit: a 1x1 convolution (with the unit's stride) and its bias; 54 units.
   gate_params = 16 * 16 * 18 + (16 * 32 + 32 * 32 * 17) + (32 * 64 + 64 * 64 * 17) + 16 * 18
