@@ -211,29 +211,43 @@ def _check_epoch(num_examples: int, batch_size: int, which: str) -> int:
   return steps_per_epoch
 
 
+# Epochs per tf.data pipeline of a cached dataset: building one costs about as much as a small
+# dataset's epoch (the digits: 22 steps), so one pipeline serves many epochs.
+_EPOCHS_PER_PIPELINE = 100
+
+
 def _global_order_batches(builder, config, host_batch_size, start_step):
   spec = DATASETS[config.dataset]
   num_examples = builder.info.splits[config.train_split].num_examples
   global_batch = host_batch_size * jax.process_count()
   steps_per_epoch = _check_epoch(num_examples, global_batch, 'global')
+  epoch_length = steps_per_epoch * global_batch
   epoch, offset = divmod(start_step, steps_per_epoch)
   cached = _read(builder, config.train_split, spec).cache()
   preprocess = _train_preprocess(spec, config.image_size)
   process = jax.process_index()
   while True:
-    epoch_seed = _epoch_seed(config.seed, epoch, 0)
-    ds = cached.shuffle(num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
-    # Position i in the epoch's order: row i % global_batch of global batch i // global_batch.
-    first = offset * global_batch
-    ds = ds.take(steps_per_epoch * global_batch).skip(first).enumerate(start=first)
-    ds = ds.filter(lambda i, ex: (i % global_batch) // host_batch_size == process)
-    ds = ds.map(
-      lambda i, ex, s=epoch_seed: preprocess(tf.stack([tf.constant(s, tf.int64), i]), ex),
-      num_parallel_calls=tf.data.AUTOTUNE,
+    first_epoch = epoch
+
+    def one_epoch(epoch, epoch_seed, first_epoch=first_epoch, offset=offset):
+      ds = cached.shuffle(num_examples, seed=epoch_seed, reshuffle_each_iteration=False)
+      # Position i in the epoch's order: row i % global_batch of global batch i // global_batch.
+      ds = tf.data.Dataset.zip(tf.data.Dataset.range(epoch_length), ds.take(epoch_length))
+      first = tf.constant(offset * global_batch, tf.int64)
+      ds = ds.skip(tf.where(epoch == first_epoch, first, tf.constant(0, tf.int64)))
+      ds = ds.filter(lambda i, ex: (i % global_batch) // host_batch_size == process)
+      return ds.map(lambda i, ex: (tf.stack([epoch_seed, i]), ex))
+
+    epochs = list(range(first_epoch, first_epoch + _EPOCHS_PER_PIPELINE))
+    seeds = [_epoch_seed(config.seed, e, 0) for e in epochs]
+    ds = tf.data.Dataset.from_tensor_slices(
+      (tf.constant(epochs, tf.int64), tf.constant(seeds, tf.int64))
     )
+    ds = ds.flat_map(one_epoch).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
+    # Every epoch gives this process a whole number of batches, so none straddles two epochs.
     ds = ds.batch(host_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     yield from ds.as_numpy_iterator()
-    epoch, offset = epoch + 1, 0
+    epoch, offset = first_epoch + _EPOCHS_PER_PIPELINE, 0
 
 
 def _per_process_batches(builder, config, host_batch_size, start_step):
