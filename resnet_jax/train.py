@@ -377,6 +377,9 @@ def _train_and_evaluate(
     return metrics
 
   def save(step, force):
+    # The previous save may still be writing in the background: its bytes are not yet missing
+    # from the free space that `_check_room` reads. Orbax's save would wait for it anyway.
+    manager.wait_until_finished()
     _check_room(workdir)
     # Metrics first: every record a checkpoint covers is on disk before the checkpoint is.
     writer.flush()
