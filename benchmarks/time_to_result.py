@@ -78,6 +78,8 @@ def _commands(scratch: str) -> dict[str, list[str]]:
       '-q',
       '-m',
       'not slow',
+      '-n',
+      '2',
       '-p',
       'no:cacheprovider',
     ],
@@ -133,8 +135,13 @@ def main(argv: list[str]) -> None:
       walls, cpus, details = [], [], []
       for _ in range(FLAGS.repeats):
         with tempfile.TemporaryDirectory() as scratch:
-          # A fresh compilation cache: every run compiles, as on a new machine.
-          env = dict(base_env, JAX_COMPILATION_CACHE_DIR=os.path.join(scratch, 'xla'))
+          # Fresh compilation caches (main's and the tests'): every run compiles, as on a new
+          # machine.
+          env = dict(
+            base_env,
+            JAX_COMPILATION_CACHE_DIR=os.path.join(scratch, 'xla'),
+            RESNET_JAX_TEST_CACHE_DIR=os.path.join(scratch, 'test-xla'),
+          )
           wall, cpu, output = _run(_commands(scratch)[row], env)
           walls.append(wall)
           cpus.append(cpu)
