@@ -2,14 +2,20 @@
 
 import collections
 import dataclasses
+import os
+import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from configs import cifar10_resnet20, resnet50
+from configs import cifar10_resnet20, quickstart, resnet50
 from resnet_jax import data, input_pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _first(iterator):
@@ -219,3 +225,29 @@ def test_evaluation_reads_every_example_once_over_all_processes(digits_config, m
 def test_misspelt_augmentation_is_an_error():
   with pytest.raises(ValueError, match="augmentation='pad_crp' is not one of 'pad_crop', "):
     input_pipeline.DatasetSpec((0.0,), (1.0,), 'pad_crp')
+
+
+@pytest.mark.slow
+def test_commands_read_tfds_without_importing_keras(data_dir):
+  """TensorFlow's import loads all of Keras unless told otherwise (`main.skip_keras_import`);
+  the commands' processes read the digits without it, to the same first batch."""
+  code = textwrap.dedent(f"""
+    import sys
+    from resnet_jax import main
+    main.skip_keras_import()
+    from configs import quickstart
+    from resnet_jax import input_pipeline
+    config = quickstart.get_config()
+    config.data_dir = {data_dir!r}
+    builder = input_pipeline.get_builder(config)
+    batch = next(iter(input_pipeline.train_batches(builder, config, 32)))
+    assert not [m for m in sys.modules if m.split('.')[0] == 'keras'], 'keras was imported'
+    print(batch['label'].tolist())
+  """)
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True)
+  assert result.returncode == 0, result.stderr[-3000:]
+  config = quickstart.get_config()
+  config.data_dir = data_dir
+  builder = input_pipeline.get_builder(config)
+  batch = next(iter(input_pipeline.train_batches(builder, config, 32)))
+  assert result.stdout.split('\n')[-2] == str(batch['label'].tolist())
