@@ -67,7 +67,8 @@ def train_point(args: Sequence[str]) -> int:
 
 
 def _end_worker(signum, frame) -> None:
-  del signum, frame
+  del frame
+  signal.signal(signum, signal.SIG_IGN)  # Leaving already: a second one must not cut the exit.
   sys.exit(0)
 
 
@@ -85,6 +86,10 @@ def main(argv: Sequence[str]) -> None:
     signal.signal(signal.SIGTERM, _end_worker)  # Training installed its own handler.
     answers.write(f'{code}\n')
     answers.flush()
+  # End of stdin: the worker leaves. The SIGTERM that Linux sends when the runner exits
+  # (PR_SET_PDEATHSIG) may arrive during the exit; raised in an atexit function, SystemExit would
+  # print a traceback there.
+  signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == '__main__':

@@ -16,6 +16,8 @@ import jax
 import orbax.checkpoint as ocp
 import pytest
 
+import forked_main
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The tests' compiled programs persist between test runs, as main's do between training runs:
@@ -59,6 +61,16 @@ def digits_config(data_dir):
   return config
 
 
+# RESNET_JAX_TEST_FORK=0 starts every run_main as a fresh interpreter (see forked_main).
+FORK = os.environ.get('RESNET_JAX_TEST_FORK', '1') != '0'
+
+
+@pytest.fixture(scope='session', autouse=True)
+def _stop_forked_main_server():
+  yield
+  forked_main.stop()
+
+
 def run_main(
   workdir,
   *overrides,
@@ -66,10 +78,13 @@ def run_main(
   env=None,
   check=True,
   entry=('-m', 'resnet_jax.main'),
+  fork=True,
   **popen,
 ):
-  """Runs `python -m resnet_jax.main` in a subprocess (default: the quickstart config).
+  """Runs `python -m resnet_jax.main` in its own process (default: the quickstart config).
 
+  The process is forked from a server that has the libraries imported (tests/forked_main.py)
+  unless `fork` is False or the environment changes a variable read at import time.
   `entry` replaces `-m resnet_jax.main`, e.g. by `-c CODE` that changes a module constant first.
   """
   command = [
@@ -81,9 +96,15 @@ def run_main(
     *overrides,
   ]
   full_env = dict(os.environ, **(env or {}))
+  fork = fork and FORK and forked_main.can_fork(full_env)
   if popen:
+    if fork:
+      return forked_main.ForkedRun(command, full_env, REPO, **popen)
     return subprocess.Popen(command, cwd=REPO, env=full_env, **popen)
-  result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True)
+  if fork:
+    result = forked_main.run(command, full_env, REPO)
+  else:
+    result = subprocess.run(command, cwd=REPO, env=full_env, capture_output=True, text=True)
   if check and result.returncode:
     raise AssertionError(f'main failed ({result.returncode}):\n{result.stderr[-4000:]}')
   return result

@@ -291,7 +291,7 @@ def test_a_full_disk_keeps_the_intact_checkpoints(tmp_path, data_dir, how):
 
 def test_a_misspelt_field_is_named_in_one_line(tmp_path):
   start = time.time()
-  result = run_main(tmp_path, '--config.batchsize=8', check=False)
+  result = run_main(tmp_path, '--config.batchsize=8', check=False, fork=False)
   took = time.time() - start
   assert_one_paragraph(result, '--config.batchsize names no field', 'batch_size')
   assert len(result.stderr.strip().splitlines()) == 1

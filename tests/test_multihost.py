@@ -208,7 +208,7 @@ def test_lost_peer_ends_the_survivor_with_a_message(tmp_path, data_dir, killed):
   workdir = tmp_path / 'lost_peer'
   common = [
     f'--config.data_dir={data_dir}',
-    '--config.num_train_steps=100',
+    '--config.num_train_steps=50',
     '--config.checkpoint_every_steps=10',
   ]
   processes = _launch(tmp_path, workdir, 2, *common)
@@ -235,12 +235,12 @@ def test_lost_peer_ends_the_survivor_with_a_message(tmp_path, data_dir, killed):
   )
   assert found, messages[0]
   step = int(found.group(1))
-  assert step == ocp.CheckpointManager(workdir / 'checkpoints').latest_step() and 10 <= step < 100
+  assert step == ocp.CheckpointManager(workdir / 'checkpoints').latest_step() and 10 <= step < 50
 
   logs = _wait(tmp_path, workdir, _launch(tmp_path, workdir, 2, *common))
   restored = re.findall(r'Restored the checkpoint of step (\d+)', logs[0])
   assert restored == [str(step)], restored
-  assert summary_of(workdir)['step'] == 100
+  assert summary_of(workdir)['step'] == 50
 
 
 @pytest.mark.slow
@@ -262,22 +262,25 @@ def test_processes_fall_back_together_from_a_damaged_checkpoint(tmp_path, data_d
 @pytest.mark.slow
 def test_a_process_id_outside_the_cluster_or_taken_twice_is_refused(tmp_path):
   port = _free_port()
-  cluster = [f'--coordinator_address=localhost:{port}', '--num_processes=2']
-  outside = run_main(tmp_path / 'run', '--process_id=2', *cluster, check=False)
+  cluster = [f'--coordinator_address=localhost:{port}', '--num_processes=3']
+  outside = run_main(tmp_path / 'run', '--process_id=3', *cluster, check=False)
   assert outside.returncode == 1 and 'Traceback' not in outside.stderr
   assert 'needs --num_processes=N and --process_id=I with 0 <= I < N' in outside.stderr
-  # Process 0 started twice: the first is refused once the second registers.
-  first = run_main(
-    tmp_path / 'run', '--process_id=0', *cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-  )
+  # Process 1 started twice (process 2 never comes, so no one trains): the first is refused once
+  # the second registers. Not process 0: its second copy would start a second coordination
+  # service on the same port (gRPC sets SO_REUSEPORT), and which of the two services its client
+  # then reaches is up to the kernel.
+  pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  coordinator = run_main(tmp_path / 'run', '--process_id=0', *cluster, **pipes)
+  first = run_main(tmp_path / 'run', '--process_id=1', *cluster, **pipes)
   time.sleep(3)
-  second = run_main(
-    tmp_path / 'run', '--process_id=0', *cluster, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-  )
+  second = run_main(tmp_path / 'run', '--process_id=1', *cluster, **pipes)
   try:
     _, stderr = first.communicate(timeout=120)
   finally:
-    second.kill()  # It waits for process 1 until JAX's initialisation timeout (5 min).
+    for process in (coordinator, first, second):
+      process.kill()  # They wait for process 2 until JAX's initialisation timeout (5 min).
+      process.wait()
   errors = [line for line in stderr.decode().splitlines() if line.startswith('error: ')]
   assert first.returncode == 1 and 'Traceback' not in stderr.decode(), stderr.decode()[-3000:]
-  assert len(errors) == 1 and 'Could not join the multi-process cluster as process 0' in errors[0]
+  assert len(errors) == 1 and 'Could not join the multi-process cluster as process 1' in errors[0]

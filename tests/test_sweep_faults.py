@@ -18,7 +18,7 @@ from conftest import metric_rows, restore_checkpoint, run_main
 from resnet_jax import sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS = 300  # About 15 s of cifar_resnet8 on the digits here: a rerun finishes quickly.
+STEPS = 100  # About 6 s of cifar_resnet8 on the digits: signals arrive mid-run, reruns are short.
 POINT = 'model=cifar_resnet8'
 
 
@@ -245,3 +245,25 @@ def test_killed_sweep_worker_fails_only_its_point_and_is_replaced(tmp_path, data
   assert 'seed=0: resuming' in rerun.stdout and 'seed=0: done' in rerun.stdout
   with open(os.path.join(first, 'summary.json')) as f:
     assert json.load(f)['step'] == STEPS
+
+
+@pytest.mark.slow
+def test_sigterm_while_a_worker_exits_prints_nothing(tmp_path):
+  """The runner's exit sends its workers SIGTERM (PR_SET_PDEATHSIG), which can arrive while a
+  worker runs its atexit functions; here it arrives in one, every time."""
+  code = (
+    'import atexit, os, runpy, signal; '
+    'atexit.register(lambda: os.kill(os.getpid(), signal.SIGTERM)); '
+    "runpy.run_module('resnet_jax.sweep_worker', run_name='__main__')"
+  )
+  result = subprocess.run(
+    [sys.executable, '-c', code],
+    cwd=REPO,
+    stdin=subprocess.DEVNULL,
+    capture_output=True,
+    text=True,
+    env=dict(os.environ, GLIBC_TUNABLES='glibc.malloc.hugetlb=1'),  # No restart for huge pages.
+    timeout=120,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr and 'Exception ignored' not in result.stderr
