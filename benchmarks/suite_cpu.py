@@ -74,10 +74,10 @@ def pytest_runtest_protocol(item, nextitem):
 
 def pytest_terminal_summary(terminalreporter):
   write = terminalreporter.write_line
-  by_file = collections.defaultdict(lambda: [0, 0.0, 0.0, 0.0])
-  by_tier = collections.defaultdict(lambda: [0, 0.0, 0.0, 0.0])
+  tables = [collections.defaultdict(lambda: [0, 0.0, 0.0, 0.0]) for _ in range(3)]
   for row in _rows:
-    for key, table in ((row['file'], by_file), ('slow' if row['slow'] else 'fast', by_tier)):
+    keys = (row['file'], 'slow' if row['slow'] else 'fast', 'all')
+    for key, table in zip(keys, tables, strict=True):
       entry = table[key]
       entry[0] += 1
       entry[1] += row['own']
@@ -88,12 +88,6 @@ def pytest_terminal_summary(terminalreporter):
     '| tests | count | CPU s in the test process | CPU s in started runs | total CPU s | wall s |'
   )
   write('|---|---|---|---|---|---|')
-  for table in (by_file, by_tier):
+  for table in tables:  # By file, by tier, then all tests.
     for key, (count, own, runs, wall) in sorted(table.items(), key=lambda kv: -kv[1][1] - kv[1][2]):
       write(f'| {key} | {count} | {own:.0f} | {runs:.0f} | {own + runs:.0f} | {wall:.0f} |')
-  own = sum(r['own'] for r in _rows)
-  runs = sum(r['runs'] for r in _rows)
-  write(
-    f'| all | {len(_rows)} | {own:.0f} | {runs:.0f} | {own + runs:.0f} | '
-    f'{sum(r["wall"] for r in _rows):.0f} |'
-  )

@@ -1,7 +1,7 @@
 """`python -m resnet_jax.main` for the tests, forked from a process that has done its imports.
 
 A short run of main spends about 7 of its 10 CPU-seconds importing TensorFlow, JAX, Flax and
-Orbax, and the fault, resume and multi-host tests start about a hundred runs. Each run is forked
+Orbax, and the fault, resume and multi-host tests start about 80 runs. Each run is forked
 instead from a server (the standard library's forkserver) that imported those libraries once,
 before any JAX backend or TensorFlow context exists, and is then `python -m resnet_jax.main` in
 all that a test observes: its own process, argv, environment, working directory, stdout and
