@@ -430,20 +430,20 @@ def test_misspelt_block_options_are_errors(block, field, value):
     block(conv=blocks.Conv, norm=norm, act=jax.nn.relu, features=8, **{field: value})
 
 
-def readme_block_example() -> str:
-  """The Python example of the README's section 'How a network is built'."""
-  with open(os.path.join(os.path.dirname(__file__), '..', 'README.md')) as f:
-    readme = f.read()
-  section = readme[readme.index('### How a network is built') :]
+def docs_block_example() -> str:
+  """The Python example of docs/models.md's section 'How a network is built'."""
+  with open(os.path.join(os.path.dirname(__file__), '..', 'docs', 'models.md')) as f:
+    text = f.read()
+  section = text[text.index('## How a network is built') :]
   start = section.index('```python\n') + len('```python\n')
   return section[start : section.index('\n```', start)]
 
 
 @pytest.mark.slow
-def test_readme_new_block_is_one_class_and_one_plan_line(monkeypatch):
+def test_docs_new_block_is_one_class_and_one_plan_line(monkeypatch):
   monkeypatch.setattr(models, 'FAMILIES', dict(models.FAMILIES))
   namespace = {}
-  exec(readme_block_example(), namespace)  # noqa: S102 (the README's own example)
+  exec(docs_block_example(), namespace)  # noqa: S102 (the docs' own example)
   model = namespace['model']
   assert [s.num_blocks for s in model.stages] == [3, 3, 3]
   x = images(batch=2, size=8)
