@@ -23,11 +23,11 @@ points.
 
 Recipe: `configs/imagenet_he2015.py` (He 2015's networks: option B, bottlenecks striding on the
 first 1x1) with He 2016's ImageNet schedule, "the learning rate starts from 0.1 (no warming
-up), and is divided by 10 at 30 and 60 epochs", over its 90 epochs at batch 256 (as
-fb.resnet.torch, which divides every 30 epochs). What differs: the training crops are
-`input_pipeline`'s random-resized ones (scale and aspect ratio, the augmentation of Table 5's
-last row), not He 2015's scale augmentation alone (shorter side sampled in [256, 480]). One run
-per network, as the paper: 4 runs.
+up), and is divided by 10 at 30 and 60 epochs", over the config's 90 epochs at batch 256 (the
+paper gives no length; fb.resnet.torch's ImageNet schedule also divides every 30 epochs).
+What differs: the training crops are `input_pipeline`'s random-resized ones (scale and aspect
+ratio, the augmentation of Table 5's last row), not He 2015's scale augmentation alone (shorter
+side sampled in [256, 480]). One run per network, as the paper: 4 runs.
 
   python -m resnet_jax.sweep --sweep=experiments/he2016_table5_imagenet_320.py --workdir=DIR \
     --dry_run

@@ -493,6 +493,11 @@ def test_he2015_table4_is_table3s_networks_tested_at_five_scales(repo, tmp_path)
     for field in ('eval_protocol', 'eval_sizes', 'eval_every_steps'):
       trained[field] = c[field]
     assert trained == c  # the same training as Table 3's point
+  module = sweep._load_python_file(f'{REPO}/experiments/he2015_table4_multiscale.py', 't4')
+  assert module.PUBLISHED[('resnet152', 'B')] == (19.38, 4.49)
+  assert [p.name for p in points] == [
+    f'model={m}-model_kwargs.shortcut={o}' for m, o in module.PUBLISHED
+  ]
 
 
 # --- Duta et al. 2020 ----------------------------------------------------------------------------
