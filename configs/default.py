@@ -57,7 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
   # image at each of `eval_sizes`, the network applied fully convolutionally (He 2015, Table 4).
   config.eval_protocol = 'center'
   # Side of the crops classified by 'center' and '10crop', pixels; 0: `image_size`. A network
-  # trained at 224 can be tested at 320 (He 2016, Table 5).
+  # trained at 224 can be tested at 320: He 2016, Table 5, "a single 320x320 crop from s = 320",
+  # is eval_image_size=320 with eval_crop_fraction=1.0 (with 0.875 the shorter side is 366).
   config.eval_image_size = 0
   # Share of the resized image's shorter side that the crop side spans: the shorter side is
   # resized to eval_image_size / eval_crop_fraction (ImageNet: 0.875, 224 of 256). CIFAR keeps

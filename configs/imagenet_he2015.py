@@ -11,6 +11,8 @@ What this config adds to `resnet50.py`:
 
 * `model_kwargs.shortcut`: He 2015's option 'A', 'B' or 'C', or 'none' (plain nets). It
   overrides the family default, so a plain net must name 'none' itself (the sweeps do).
+* `model_kwargs.activation='original'`: He 2016's unit orderings (Fig. 4) by override, e.g.
+  'bn_after_addition' (its ResNet-101 on ImageNet) or 'full_preactivation' (its Table 5).
 * `model_kwargs.stride_in_1x1=True`: bottlenecks stride on their first 1x1, as the paper's
   ResNet-50/101/152 ("v1", 3.86 G multiply-adds at 224 for ResNet-50; torchvision strides on the
   3x3, 4.09 G). Basic blocks (18, 34 layers) have no 1x1 and are unaffected; the parameter
@@ -30,7 +32,9 @@ from configs import resnet50
 def get_config():
   config = resnet50.get_config()
   config.model = 'resnet34'
-  config.model_kwargs = ml_collections.ConfigDict({'shortcut': 'B', 'stride_in_1x1': True})
+  config.model_kwargs = ml_collections.ConfigDict(
+    {'shortcut': 'B', 'activation': 'original', 'stride_in_1x1': True}
+  )
   config.eval_protocol = '10crop'
   config.eval_every_steps = 25_020
   return config
