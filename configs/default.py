@@ -42,6 +42,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_split = 'test'
   # Side of the square training images, pixels (after crop).
   config.image_size = 32
+  # How the random-resized crop of ImageNet training images (8-100% of the area, aspect ratio
+  # 3/4-4/3) is drawn: 'inception' (TF's sample_distorted_bounding_box, the whole image when
+  # none of 10 draws fits) or 'torchvision' (torchvision's RandomResizedCrop, as the official
+  # iResNet script trains: larger crops on average, the central crop of an allowed aspect ratio
+  # when none fits). CIFAR and the digits pad and crop instead.
+  config.crop_sampler = 'inception'
   # Number of classes of the classifier; must match the dataset.
   config.num_classes = 10
   # Global batch size (summed over all devices and hosts), images per step.
