@@ -69,9 +69,14 @@ def get_config() -> ml_collections.ConfigDict:
   # resized to eval_image_size / eval_crop_fraction (ImageNet: 0.875, 224 of 256). CIFAR keeps
   # 1.0, its own 32 pixels; '10crop' on CIFAR needs a smaller crop, e.g. 28 with 0.875.
   config.eval_crop_fraction = 1.0
-  # 'multiscale': shorter sides, pixels, e.g. (224, 256, 384, 480, 640) as in He 2015. Each
-  # scale is the central square of the resized image, so that a batch has one shape.
+  # 'multiscale': shorter sides, pixels, e.g. (224, 256, 384, 480, 640) as in He 2015.
   config.eval_sizes = ()
+  # 'multiscale': 1.0 classifies the central square at each size. Above 1, the whole image, as
+  # He 2015's fully convolutional test: a longer side of up to eval_max_aspect times the shorter
+  # one (longer ones centre-cropped to it), on a zero canvas of that side whose padding is kept
+  # out of every layer and of the average pool (`evaluation.whole_image_logits`). 2.0 keeps
+  # nearly every ImageNet image whole, at up to twice the compute of the square.
+  config.eval_max_aspect = 1.0
   # Shuffle buffer, examples per host.
   config.shuffle_buffer_size = 16_384
   # Keep the decoded dataset in host memory after the first epoch (small datasets only).

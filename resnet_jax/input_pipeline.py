@@ -181,17 +181,19 @@ def _random_resized_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor, sam
   return tf.image.resize(image, [size, size], method='bilinear', antialias=True)
 
 
-def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
-  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
+def _resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
+  """The shorter side resized to `side`; an image that already has that size (CIFAR at its own
+  size) is left untouched."""
+  if image.shape[:2] == (side, side):
+    return image
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  new_shape = tf.cast(tf.round(shape * side / tf.reduce_min(shape)), tf.int32)
+  return tf.image.resize(image, new_shape, method='bilinear', antialias=True)
 
-  An image that already has the resized size (CIFAR at its own size) is left untouched.
-  """
-  if image.shape[:2] == (eval_image.resize, eval_image.resize):
-    resized = image
-  else:
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_shape = tf.cast(tf.round(shape * eval_image.resize / tf.reduce_min(shape)), tf.int32)
-    resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
+
+def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
+  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square."""
+  resized = _resize_shorter_side(image, eval_image.resize)
   crop = eval_image.crop
   top = (tf.shape(resized)[0] - crop) // 2
   left = (tf.shape(resized)[1] - crop) // 2
@@ -219,20 +221,37 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
   return preprocess
 
 
+def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
+  """(The resized image, its longer side centre-cropped to at most `eval_image.crop`, at the top
+  left of a `crop` x `crop` canvas of zeros; its height and width)."""
+  resized = _resize_shorter_side(image, eval_image.resize)
+  crop = eval_image.crop
+  shape = tf.shape(resized)[:2]
+  size = tf.minimum(shape, crop)
+  top, left = tf.unstack((shape - size) // 2)
+  kept = _normalize(resized[top : top + size[0], left : left + size[1]], spec)
+  canvas = tf.pad(kept, [[0, crop - size[0]], [0, crop - size[1]], [0, 0]])
+  return tf.ensure_shape(canvas, [crop, crop, image.shape[-1]]), size
+
+
 def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Callable:
   @_not_converted
   def preprocess(example):
     image = example['image']
     if spec.augmentation == 'inception_crop':  # Read undecoded, as for training.
       image = tf.io.decode_jpeg(image, channels=3)
-    images = tuple(
-      _normalize(_resize_center_crop(image, eval_image), spec) for eval_image in eval_images
-    )
-    return {
+    if eval_images[0].whole:
+      images, sizes = zip(*(_whole_image(image, e, spec) for e in eval_images), strict=True)
+    else:
+      images = tuple(_normalize(_resize_center_crop(image, e), spec) for e in eval_images)
+    batch = {
       'image': images[0] if len(images) == 1 else images,
       'label': tf.cast(example['label'], tf.int32),
       'mask': tf.constant(1.0),
     }
+    if eval_images[0].whole:
+      batch['size'] = sizes[0] if len(sizes) == 1 else sizes
+    return batch
 
   return preprocess
 
