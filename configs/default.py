@@ -74,8 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
   # 'multiscale': 1.0 classifies the central square at each size. Above 1, the whole image, as
   # He 2015's fully convolutional test: a longer side of up to eval_max_aspect times the shorter
   # one (longer ones centre-cropped to it), on a zero canvas of that side whose padding is kept
-  # out of every layer and of the average pool (`evaluation.whole_image_logits`). 2.0 keeps
-  # nearly every ImageNet image whole, at up to twice the compute of the square.
+  # out of every layer and of the average pool (`evaluation.whole_image_logits`). 4/3 keeps
+  # 4:3 and 3:4 images (ImageNet's usual 500x375) whole, 2.0 also 2:1 ones; the canvas is a
+  # square of eval_max_aspect x the size, (4/3)^2 or 4 times the pixels of the central square.
   config.eval_max_aspect = 1.0
   # Shuffle buffer, examples per host.
   config.shuffle_buffer_size = 16_384

@@ -223,6 +223,8 @@ images = {
   '10crop': rng.standard_normal((32, 12, 12, 1), np.float32),
   'multiscale': tuple(rng.standard_normal((32, s, s, 1), np.float32) for s in (8, 12)),
 }
+images['multiscale_whole'] = images['multiscale']
+sizes = tuple(rng.integers(s // 2, s + 1, (32, 2)).astype(np.int32) for s in (8, 12))
 labels = rng.integers(0, 10, 32).astype(np.int32)
 mask = (np.arange(32) < 27).astype(np.float32)  # Padding at the end, as in a last batch.
 results = {}
@@ -231,8 +233,11 @@ for devices in (jax.devices()[:1], jax.devices()):
   state = train.create_train_state(
     model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), NamedSharding(mesh, P()))
   for protocol, image in images.items():
-    config.eval_protocol = protocol
-    eval_data = data.EvalData(lambda: iter([{'image': image, 'label': labels, 'mask': mask}]), 1)
+    config.eval_protocol = protocol.split('_')[0]
+    batch = {'image': image, 'label': labels, 'mask': mask}
+    if protocol == 'multiscale_whole':
+      batch['size'] = sizes
+    eval_data = data.EvalData(lambda batch=batch: iter([batch]), 1)
     results[protocol, len(devices)] = evaluation.evaluate(
       state, evaluation.jit_eval_step(config, mesh), eval_data, NamedSharding(mesh, P('data')))
 for protocol in images:
@@ -246,6 +251,7 @@ print('EQUAL')
 
 @pytest.mark.slow
 def test_ten_crop_and_multiscale_on_eight_devices_equal_one_device():
+  """Whole-image multi-scale too: each device masks its own images' padding."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   result = subprocess.run(
     [sys.executable, '-c', _EIGHT_DEVICES_CHECK], cwd=REPO, env=env, capture_output=True, text=True
@@ -358,3 +364,7 @@ def test_whole_image_padding_examples_count_nothing(state):
   }
   got = _run(state, 'multiscale', batch)
   assert got['count'] == 2 and all(np.isfinite(float(got[k])) for k in ('loss', 'top1', 'top5'))
+  real_images, real_sizes = tuple(x[:2] for x in images), tuple(s[:2] for s in sizes)
+  log_probs = evaluation.log_probabilities(_apply(state), real_images, 'multiscale', 0, real_sizes)
+  expected = -np.mean(np.asarray(log_probs)[[0, 1], [1, 2]])
+  assert float(got['loss']) == pytest.approx(expected, rel=1e-5)
