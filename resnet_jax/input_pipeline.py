@@ -106,7 +106,7 @@ _RATIO_RANGE = (3 / 4, 4 / 3)
 _ATTEMPTS = 10
 
 
-def check_crop_sampler(sampler: str) -> None:
+def _check_crop_sampler(sampler: str) -> None:
   if sampler not in CROP_SAMPLERS:
     raise errors.ConfigError(
       f'config.crop_sampler={sampler!r} is not one of {", ".join(map(repr, CROP_SAMPLERS))}.'
@@ -133,7 +133,7 @@ def crop_window(shape: tf.Tensor, seed: tf.Tensor, sampler: str) -> tf.Tensor:
       use_image_if_no_bounding_boxes=True,
     )
     return tf.stack([begin[0], begin[1], size[0], size[1]])
-  check_crop_sampler(sampler)
+  _check_crop_sampler(sampler)
   return _torchvision_window(shape, seed)
 
 
@@ -203,7 +203,7 @@ def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
 
 
 def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callable:
-  check_crop_sampler(crop_sampler)
+  _check_crop_sampler(crop_sampler)
 
   @_not_converted
   def preprocess(seed, example):
