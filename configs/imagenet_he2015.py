@@ -5,7 +5,9 @@ The training recipe is `resnet50.py`'s (SGD momentum 0.9, lr 0.1 per 256 images,
 ResNets with. Where it departs from He 2015, Sec. 3.4, which divides the learning rate by 10
 "when the error plateaus" over 60 x 10^4 iterations of 256 images (about 120 epochs), samples
 the shorter side in [256, 480] for scale augmentation and adds colour augmentation: here the
-schedule is fixed and the crops are `input_pipeline`'s random-resized ones.
+schedule is fixed and the crops are `input_pipeline`'s random-resized ones, TF's
+(`crop_sampler='inception'`): the paper's crops are of neither sampler, and its tables keep
+the crops they were measured with.
 
 What this config adds to `resnet50.py`:
 
@@ -32,6 +34,7 @@ from configs import resnet50
 def get_config():
   config = resnet50.get_config()
   config.model = 'resnet34'
+  config.crop_sampler = 'inception'
   config.model_kwargs = ml_collections.ConfigDict(
     {'shortcut': 'B', 'activation': 'original', 'stride_in_1x1': True}
   )

@@ -6,6 +6,8 @@ official iResNet script, which steps its scheduler before each epoch, drops afte
 `iresnet50.py` and the Duta et al. sweeps train that way)
 (`--config.schedule=cosine` for cosine decay; `--config.warmup=5` for five warmup epochs),
 no label smoothing; bfloat16 compute on GPU/TPU, float32 on CPU (`config.dtype='auto'`).
+Training crops are torchvision's `RandomResizedCrop` (`crop_sampler='torchvision'`), as the
+official script's (main.py: `transforms.RandomResizedCrop(args.train_crop_size)`, 224).
 """
 
 from configs import default
@@ -18,6 +20,7 @@ def get_config():
   config.train_split = 'train'
   config.eval_split = 'validation'
   config.image_size = 224
+  config.crop_sampler = 'torchvision'
   config.num_classes = 1000
   config.batch_size = 256
   config.eval_batch_size = 256

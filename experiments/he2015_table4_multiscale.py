@@ -17,18 +17,18 @@ Table 4, "Error rates (%) of single-model results on the ImageNet validation set
 (The table's other rows, VGG, GoogLeNet, PReLU-net and BN-Inception, are not in the model zoo.)
 The 10-crop errors of the same networks are Table 3's (`he2015_table3_shortcuts.py`).
 
-What differs from the paper's test: each scale here is the central square of the image resized
-to that shorter side (one shape per batch), where the paper applies the network to the whole
-image; the paper's test may also average horizontal flips, which is not checked here.
+The network sees each whole image (`eval_max_aspect=2.0`: images up to 2:1 whole, on a square
+canvas with the padding masked out, docs/evaluation.md). What may differ from the paper's test:
+it may also average horizontal flips, which is not checked here.
 
 Recipe: `configs/imagenet_he2015.py` (the 90-epoch recipe of `resnet50.py`; its docstring lists
 where it departs from the paper's), option B and bottlenecks striding on their first 1x1 as
 Table 3, ResNet-34 also with option C. These are the trainings of Table 3's points with another
 test: to test a network trained by that sweep instead of training it again, run
 `python -m resnet_jax.main` on its workdir with `--config.eval_only=True
---config.eval_protocol=multiscale --config.eval_sizes='(224, 256, 384, 480, 640)'`. One run per
-network, tested at the end only (the five squares have 18 times the pixels of one 224 crop):
-5 runs.
+--config.eval_protocol=multiscale --config.eval_sizes='(224, 256, 384, 480, 640)'
+--config.eval_max_aspect=2.0`. One run per network, tested at the end only (the five canvases
+have 72 times the pixels of one 224 crop, hence `eval_batch_size` 32): 5 runs.
 
   python -m resnet_jax.sweep --sweep=experiments/he2015_table4_multiscale.py --workdir=DIR --dry_run
 """
@@ -49,7 +49,13 @@ PUBLISHED = {
 def get_sweep():
   return {
     'config': 'configs/imagenet_he2015.py',
-    'fixed': {'eval_protocol': 'multiscale', 'eval_sizes': SCALES, 'eval_every_steps': 0},
+    'fixed': {
+      'eval_protocol': 'multiscale',
+      'eval_sizes': SCALES,
+      'eval_max_aspect': 2.0,
+      'eval_batch_size': 32,
+      'eval_every_steps': 0,
+    },
     'points': zipit(
       axis('model', [model for model, _ in PUBLISHED]),
       axis('model_kwargs.shortcut', [shortcut for _, shortcut in PUBLISHED]),
