@@ -1,9 +1,9 @@
 """A one-node Slurm cluster for the tests: slurmctld and slurmd of Debian's slurm-wlm, as root.
 
-The node is this machine, with its real CPU count. Its config is written under a temporary
-directory (state, spool, logs and pid files too), both daemons listen on free ports and run in
-the foreground as children of the test session, and every client command finds them through
-SLURM_CONF. Authentication is auth/none: one node, one user (root), nothing to forge a
+The node is this machine, with its real CPU count, named localhost. Its config is written under
+a temporary directory (state, spool, logs and pid files too), both daemons listen on free ports
+and run in the foreground as children of the test session, and every client command finds them
+through SLURM_CONF. Authentication is auth/none: one node, one user (root), nothing to forge a
 credential against; a real cluster uses munge. Process tracking by /proc (proctrack/linuxproc)
 and no task plugin need neither cgroups nor systemd.
 """
@@ -66,8 +66,8 @@ SlurmdPidFile={root}/slurmd.pid
 SlurmctldLogFile={root}/slurmctld.log
 SlurmdLogFile={root}/slurmd.log
 SlurmdParameters=config_overrides
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
-PartitionName=tests Nodes={host} Default=YES MaxTime=INFINITE State=UP
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} State=UNKNOWN
+PartitionName=tests Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 """
 
 
@@ -99,7 +99,9 @@ class Cluster:
   def start(self, timeout: float = 60) -> None:
     env = dict(os.environ, **self.env)
     # -D: foreground, a child of this process; -i: ignore state left by an earlier cluster.
-    for command in (['slurmctld', '-D', '-i'], ['slurmd', '-D']):
+    # The node is named localhost (slurmd -N), whatever this machine's name: JAX takes its
+    # coordinator's address from the node list, and localhost resolves in any container.
+    for command in (['slurmctld', '-D', '-i'], ['slurmd', '-D', '-N', 'localhost']):
       log = open(os.path.join(self.root, f'{command[0]}.out'), 'w')
       self._daemons.append(subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.time() + timeout
