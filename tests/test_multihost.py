@@ -224,11 +224,11 @@ def survivor_ended(code, log):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('killed', [0, 1])
-def test_lost_peer_ends_the_survivor_and_the_rerun_resumes(tmp_path, data_dir, killed):
-  """A process is lost (SIGKILL; process 0 also hosts the coordination service): the survivor
-  ends within seconds with a non-zero exit code, the newest complete checkpoint is intact, and
-  restarting both processes resumes from it."""
+def test_lost_coordinator_ends_the_survivor_and_the_rerun_resumes(tmp_path, data_dir):
+  """Process 0, which also hosts the coordination service, is lost (SIGKILL): the survivor ends
+  within seconds with a non-zero exit code, the newest complete checkpoint is intact, and
+  restarting both processes resumes from it. (A lost process 1, under srun: test_slurm.py.)"""
+  killed = 0
   workdir = tmp_path / 'lost_peer'
   common = [
     f'--config.data_dir={data_dir}',

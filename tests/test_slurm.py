@@ -22,6 +22,7 @@ from test_docs import bash_blocks
 from test_multihost import _final_state, _launch, _wait
 
 from conftest import REPO, metric_rows
+from resnet_jax import slurm as slurm_lib
 
 with open(os.path.join(REPO, 'docs', 'slurm.md')) as f:
   BLOCKS = bash_blocks(f.read())
@@ -77,7 +78,7 @@ def test_srun_preemption_lost_task_and_sbatch_resume_to_the_hand_started_runs_re
   slurm, data_dir, tmp_path
 ):
   """One run under Slurm, interrupted both ways: srun trains 2 tasks; `scancel --signal=TERM`
-  leaves one checkpoint and exits 0; the same srun line resumes; a task killed with SIGKILL
+  leaves one checkpoint and exits 0; the same srun line resumes; task 1 killed with SIGKILL
   ends the step (--kill-on-bad-exit) within seconds; the documented sbatch script resumes from
   the newest complete checkpoint and finishes where 2 processes started by hand, never
   interrupted, finish."""
@@ -118,9 +119,9 @@ def test_srun_preemption_lost_task_and_sbatch_resume_to_the_hand_started_runs_re
   wait_for(lambda: checkpoint_steps(workdir)[-1] > preempted, second, 'a new checkpoint')
   job = running_job(slurm)
   pids = slurm.run('scontrol', 'listpids', job).stdout.splitlines()[1:]
-  task_0 = [int(line.split()[0]) for line in pids if line.split()[4] == '0']
-  assert task_0, pids
-  for pid in task_0:
+  task_1 = [int(line.split()[0]) for line in pids if line.split()[4] == '1']
+  assert task_1, pids
+  for pid in task_1:
     os.kill(pid, signal.SIGKILL)
   killed_at = time.time()
   code = second.wait(timeout=120)
@@ -175,6 +176,26 @@ def get_sweep():
     'points': product(axis('seed', [0, 1]), axis('learning_rate', [0.1, 0.05])),
   }}
 """
+
+
+def test_the_array_script_runs_the_sweep_runner_for_each_given_point(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert slurm_lib.array_spec([8, 0, 1, 2, 5, 7]) == '0-2,5,7-8'
+  script = slurm_lib.script('sweeps/s.py', 'runs/d', [1, 3, 4], "--partition=gpu --gpus='1'")
+  options = [line.split(' ', 1)[1] for line in script.splitlines() if line.startswith('#SBATCH')]
+  assert options == [
+    '--array=1,3-4',
+    '--job-name=d',
+    f'--output={tmp_path}/runs/d/slurm/%A_%a.log',
+    '--open-mode=append',
+    f'--chdir={tmp_path}',
+    '--partition=gpu',
+    '--gpus=1',
+  ]
+  assert script.endswith(
+    f'exec {sys.executable} -m resnet_jax.sweep --sweep=sweeps/s.py --workdir=runs/d '
+    '--point="$SLURM_ARRAY_TASK_ID"\n'
+  )
 
 
 POINTS = [
