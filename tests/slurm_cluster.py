@@ -72,7 +72,7 @@ PartitionName=tests Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 
 
 class Cluster:
-  """The running daemons; `env` is what a process needs to submit to them."""
+  """The running daemons; `environ()` is the environment of a process that submits to them."""
 
   def __init__(self, root: str) -> None:
     self.root = root
@@ -96,8 +96,14 @@ class Cluster:
     }
     self._daemons = []
 
+  def environ(self) -> dict[str, str]:
+    """This process's environment pointed at this cluster, without the variables of any Slurm
+    job the tests themselves run in (srun would start its tasks in that job)."""
+    own = {k: v for k, v in os.environ.items() if not k.startswith('SLURM_')}
+    return {**own, **self.env}
+
   def start(self, timeout: float = 60) -> None:
-    env = dict(os.environ, **self.env)
+    env = self.environ()
     # -D: foreground, a child of this process; -i: ignore state left by an earlier cluster.
     # The node is named localhost (slurmd -N), whatever this machine's name: JAX takes its
     # coordinator's address from the node list, and localhost resolves in any container.
@@ -113,9 +119,7 @@ class Cluster:
 
   def run(self, *command: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
     """A Slurm client command (sinfo, sbatch, ...) against this cluster."""
-    result = subprocess.run(
-      command, env=dict(os.environ, **self.env), capture_output=True, text=True, **kwargs
-    )
+    result = subprocess.run(command, env=self.environ(), capture_output=True, text=True, **kwargs)
     if check and result.returncode:
       raise AssertionError(f'{" ".join(command)} failed:\n{result.stderr}')
     return result

@@ -96,8 +96,9 @@ def test_srun_preemption_lost_task_and_sbatch_resume_to_the_hand_started_runs_re
 
   def start(name):
     log = open(tmp_path / f'{name}.log', 'w')
-    env = dict(os.environ, **slurm.env)
-    return subprocess.Popen(srun, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+      srun, cwd=REPO, env=slurm.environ(), stdout=log, stderr=subprocess.STDOUT
+    )
 
   # Preempted.
   first = start('first')
