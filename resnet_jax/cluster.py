@@ -1,19 +1,21 @@
 """Joining and leaving a multi-process cluster (JAX's coordination service, gloo on CPU).
 
-A run cannot go on when one of its processes is lost, so every survivor leaves with exit code 1
-and one paragraph that names the lost process and the checkpoint a restart resumes from. JAX's
-own ways out are unfit: the atexit handler's shutdown barrier waits for the lost process until
-the heartbeat timeout, and the client's default error callback then aborts the process with a
-C++ stack trace (SIGABRT). Survivors therefore leave with os._exit, from one of two places:
+A run cannot go on when one of its processes is lost. What ends the survivors stands on public
+behaviour only:
 
 - a collective that fails in Python (gloo: 'Connection reset by peer'), within a second or so of
-  the loss: `leave_on_lost_peer` around the training function;
-- the coordination service's error, on a C++ thread, when the coordinator (process 0) is lost
-  (within milliseconds) or when the service misses a process's heartbeats for peer_timeout_s
-  seconds (a process stuck in a collective that never fails, a host that vanished silently).
+  the loss: `leave_on_lost_peer` around the training function prints one paragraph that names
+  the lost process and the checkpoint a restart resumes from, and exits with code 1;
+- JAX's coordination service, when the coordinator (process 0) is lost or misses a process's
+  heartbeats for `heartbeat_timeout_seconds` (--peer_timeout): its client aborts the process
+  (SIGABRT, with JAX's own error lines and a C++ stack);
+- the launcher: `srun --kill-on-bad-exit=1` ends every task of a step once one exits non-zero or
+  is killed, and the sweep runner's points die with it (PR_SET_PDEATHSIG).
+
+Either way no checkpoint is damaged (a save is complete or set aside at the next start), and
+rerunning the same command on every process resumes from the newest complete one.
 """
 
-import ctypes
 import functools
 import os
 import re
@@ -21,13 +23,11 @@ import sys
 import threading
 from collections.abc import Callable
 from typing import NoReturn
-from unittest import mock
 
 import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from jax._src import distributed
 
 from resnet_jax import errors
 
@@ -36,8 +36,6 @@ _GLOO_FAILURE = re.compile(r'\bGloo\b.* failed\b')
 
 _leaving = threading.Lock()
 _checkpoints: epath.Path | None = None
-# While this process joins the cluster: how it joins, for the error message if it cannot.
-_joining: str | None = None
 
 
 class LostPeerError(RuntimeError):
@@ -71,8 +69,8 @@ def initialize(
 ) -> None:
   """Joins the cluster given by the address (or, with `auto`, found by JAX); no-op without either.
 
-  A lost peer is detected within `peer_timeout_s` seconds (the coordination service's heartbeat
-  timeout), and then ends this process with a LostPeerError message and exit code 1.
+  A peer that stops answering is detected within `peer_timeout_s` seconds (the coordination
+  service's heartbeat timeout), on which JAX aborts this process.
   """
   if peer_timeout_s <= 0:
     raise errors.ConfigError(
@@ -85,8 +83,6 @@ def initialize(
         f'--process_id=I with 0 <= I < N, the same N and a distinct I on every process; got '
         f'--num_processes={num_processes} --process_id={process_id}.'
       )
-    # Cross-process collectives for CPU devices; GPU and TPU backends ignore this setting.
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
     cluster = dict(
       coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id
     )
@@ -94,39 +90,26 @@ def initialize(
     cluster = {}
   else:
     return
-  global _joining
-  _joining = (
+  # Cross-process collectives for CPU devices; GPU and TPU backends ignore this setting.
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  joining = (
     f'as process {process_id} of {num_processes} at {coordinator_address}'
     if coordinator_address
     else 'found by jax.distributed.initialize()'
   )
-  make_client = getattr(getattr(distributed, '_jax', None), 'get_distributed_runtime_client', None)
   try:
-    if make_client is None:  # Another JAX: its own handling of lost peers (an abort) applies.
-      logging.warning('This JAX version offers no hook for lost peers; a lost process aborts.')
-      jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
-    else:
-      # This jaxlib cannot pass the callback's absl::Status to Python: the call throws
-      # std::bad_cast, which ends in std::terminate. That is the moment to leave, so the callback
-      # is also the C++ terminate handler (std::set_terminate of the libstdc++ jaxlib loaded).
-      ctypes.CDLL('libstdc++.so.6')._ZSt13set_terminatePFvvE(_TERMINATE_HANDLER)
-      # jax.distributed.initialize takes no error callback, so one is handed to its client here.
-      client = functools.partial(make_client, missed_heartbeat_callback=_on_service_error)
-      with mock.patch.object(distributed._jax, 'get_distributed_runtime_client', client):
-        jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
+    jax.distributed.initialize(**cluster, heartbeat_timeout_seconds=peer_timeout_s)
   except Exception as error:  # noqa: BLE001  (JAX raises RuntimeError or its own types)
     # Left at once: JAX's shutdown at exit would fail on the half-joined client with a traceback.
     cause = str(error).strip().splitlines()[0]
-    leave(_join_error('the coordination service refused it' if 'bad_cast' in cause else cause))
-  _joining = None
-
-
-def _join_error(cause: str) -> errors.ConfigError:
-  return errors.ConfigError(
-    f'Could not join the multi-process cluster {_joining}: {cause}. Every process needs the '
-    'same --coordinator_address and --num_processes and its own --process_id (0 for the '
-    'coordinator), and all must start within 5 minutes; check for a process started twice.'
-  )
+    leave(
+      errors.ConfigError(
+        f'Could not join the multi-process cluster {joining}: {cause}. Every process needs '
+        'the same --coordinator_address and --num_processes and its own --process_id (0 for '
+        'the coordinator), and all must start within 5 minutes; check for a process started '
+        'twice.'
+      )
+    )
 
 
 def set_checkpoint_directory(directory: epath.Path) -> None:
@@ -174,8 +157,7 @@ def leave(error: Exception) -> NoReturn:
 
 def _lost_peer() -> LostPeerError:
   """The lost process is named when it can only be one: the other process of a pair. With more,
-  neither a collective's error nor the coordination service (whose status does not reach
-  Python) says which one it was."""
+  a collective's error does not say which one it was."""
   num_processes = jax.process_count()
   peers = set(range(num_processes)) - {jax.process_index()}
   return LostPeerError(peers.pop() if len(peers) == 1 else None, num_processes, _resume_step())
@@ -186,15 +168,3 @@ def _resume_step() -> int | None:
   if _checkpoints is None or not _checkpoints.exists():
     return None
   return max(ocp.utils.checkpoint_steps(_checkpoints), default=None)
-
-
-def _on_service_error(*status) -> None:
-  """The coordination service reported a lost process (or lost the coordinator itself), or
-  refused this one while it joined (a process id taken twice)."""
-  del status
-  if _joining is not None:
-    leave(_join_error('the coordination service refused it or lost a peer'))
-  leave(_lost_peer())
-
-
-_TERMINATE_HANDLER = ctypes.CFUNCTYPE(None)(_on_service_error)

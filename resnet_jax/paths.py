@@ -2,14 +2,20 @@
 
 Everything that reads or writes a run's files (workdir, checkpoints, metrics, summaries,
 sweeps, reports, converted weights) takes its paths through `resolve`, so that a bucket works
-wherever a local directory does. Reading and writing goes through `etils.epath`, which hands
-URLs to TensorFlow's filesystems (or to fsspec's without TensorFlow); Orbax writes arrays
-through TensorStore, which speaks gs:// itself.
+wherever a local directory does. Reading and writing goes through `etils.epath` and from there
+through fsspec (gcsfs for gs://); Orbax writes arrays through TensorStore, which speaks gs://
+itself.
 """
 
 import os
 
 from etils import epath
+
+# etils.epath would hand URLs to TensorFlow's filesystems whenever TensorFlow is installed (it is
+# a requirement). fsspec's gcsfs is chosen instead, for every process that imports this module
+# (and the processes it starts), because it is the layer the tests run against a Cloud Storage
+# emulator: TensorFlow's GCS endpoints are compiled in. epath reads the setting at its first URL.
+os.environ['EPATH_USE_TF'] = 'false'
 
 
 def is_url(path: str | os.PathLike) -> bool:

@@ -20,7 +20,8 @@ main's start-up for every point; `--process_per_point` starts main for each inst
 that fails, or a worker that dies, fails only that point.
 Finished points (with a summary.json) are skipped and interrupted ones resume from their
 checkpoints, so rerunning the same command completes a sweep. `--dry_run` prints the command
-of every point and `--point=K` runs only point K, for Slurm arrays or pod launchers.
+of every point and `--point=K` runs only point K, for cluster launchers; `--launcher=slurm`
+submits the unfinished points as one Slurm job array (resnet_jax/slurm.py).
 
 SIGTERM or SIGINT (Ctrl-C) stops a sweep, or a `--point` run: the running points save a
 checkpoint and exit, no further point starts, and the runner exits with 128 + the signal number.
@@ -519,6 +520,13 @@ def run_sweep() -> None:
     finished = sum(p.finished for p in points)
     print(f'# {len(points)} points, {finished} finished.', file=sys.stderr)
     return
+  if FLAGS.launcher == 'slurm':
+    if FLAGS.point is not None:
+      raise SweepError('--launcher=slurm submits every unfinished point; drop --point.')
+    from resnet_jax import slurm
+
+    slurm.submit(points, FLAGS.sweep, FLAGS.workdir, FLAGS.slurm_args)
+    return
   signal.signal(signal.SIGTERM, _CHILDREN.stop)
   signal.signal(signal.SIGINT, _CHILDREN.stop)
   if FLAGS.point is not None:
@@ -574,6 +582,16 @@ def define_flags() -> None:
     False,
     'Start `python -m resnet_jax.main` for every point, instead of training the points of each '
     '--parallel slot one after another in one worker process (same results, less start-up).',
+  )
+  flags.DEFINE_enum(
+    'launcher',
+    'local',
+    ['local', 'slurm'],
+    'local: train the points here. slurm: submit the unfinished points as one sbatch job array '
+    '(one task per point, each running --point=I) and return.',
+  )
+  flags.DEFINE_string(
+    'slurm_args', '', "sbatch options of every array task, e.g. '--partition=gpu --gpus=1'."
   )
   flags.mark_flags_as_required(['sweep', 'workdir'])
 

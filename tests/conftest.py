@@ -17,6 +17,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 import forked_main
+import slurm_cluster
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -227,8 +228,8 @@ def gcs_emulator(tmp_path_factory):
   Each layer that speaks gs:// is pointed at it by its own setting: TensorStore (Orbax's
   arrays) by TENSORSTORE_GCS_HTTP_URL, with a fixed token instead of credentials, through a
   proxy that adds the download headers the emulator lacks (`_GenerationHeaders`); etils.epath
-  (every other file) through fsspec's gcsfs, which reads STORAGE_EMULATOR_HOST. TensorFlow's own
-  GCS filesystem has its endpoints compiled in, so epath is told not to use it (EPATH_USE_TF).
+  (every other file) through fsspec's gcsfs, which reads STORAGE_EMULATOR_HOST; resnet_jax.paths
+  chooses gcsfs over TensorFlow's GCS filesystem itself, as in every user's run.
 
   What is not emulated: preconditions (ifGenerationMatch and the like are ignored, so writes
   always win, which a single writer per object never notices), list ranges (startOffset,
@@ -258,7 +259,6 @@ def gcs_emulator(tmp_path_factory):
   threading.Thread(target=proxy.serve_forever, daemon=True).start()
   env = {
     'STORAGE_EMULATOR_HOST': url,
-    'EPATH_USE_TF': 'false',
     'GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT': 'false',  # No storage-layout calls to the real API.
     'TENSORSTORE_GCS_HTTP_URL': f'http://127.0.0.1:{proxy.server_address[1]}',
     'GOOGLE_AUTH_TOKEN_FOR_TESTING': 'emulator',
@@ -279,3 +279,18 @@ def gcs_emulator(tmp_path_factory):
   server.terminate()
   server.wait(timeout=30)
   log.close()
+
+
+@pytest.fixture(scope='session')
+def slurm(tmp_path_factory):
+  """A one-node Slurm cluster (tests/slurm_cluster.py), skipped where Slurm or root is missing;
+  with RESNET_JAX_REQUIRE_SLURM=1 (CI) a missing cluster fails instead."""
+  reason = slurm_cluster.unavailable()
+  if reason:
+    if os.environ.get('RESNET_JAX_REQUIRE_SLURM') == '1':
+      pytest.fail(f'RESNET_JAX_REQUIRE_SLURM=1, but {reason}.')
+    pytest.skip(reason)
+  cluster = slurm_cluster.Cluster(str(tmp_path_factory.mktemp('slurm')))
+  cluster.start()
+  yield cluster
+  cluster.stop()

@@ -32,6 +32,7 @@ EXEMPT = {
   'git clone': 'needs the network; the command a pod worker runs after it is checked',
   'cd resnet_jax': 'a directory of the pod workers',
   'pip install .': 'tests/test_packaging.py installs the project into a fresh environment',
+  'scancel': 'tests/test_slurm.py runs it on a one-node Slurm cluster',
 }
 # Launchers whose own part needs a cluster; the command they start is checked.
 LAUNCHERS = ('srun', 'gcloud')

@@ -199,12 +199,36 @@ def test_two_process_checkpoint_continues_on_one_and_on_four_processes(tmp_path,
     assert writers['summary.json'] == {0}
 
 
+def test_the_package_leaves_jax_internals_alone():
+  """Lost peers are handled with public behaviour only: no patched JAX internals, no process-wide
+  C++ terminate handler (which would report any later std::terminate as a lost peer)."""
+  package = os.path.join(os.path.dirname(os.path.dirname(__file__)), 'resnet_jax')
+  for name in sorted(os.listdir(package)):
+    if name.endswith('.py'):
+      with open(os.path.join(package, name)) as f:
+        source = f.read()
+      for private in ('jax._src', 'unittest.mock', 'set_terminate'):
+        assert private not in source, f'resnet_jax/{name} uses {private}'
+
+
+def survivor_ended(code, log):
+  """How a survivor of a lost process ended: 'message' (exit 1 and one paragraph naming the lost
+  process and the resume step, from a failed gloo collective) or 'abort' (SIGABRT from JAX's
+  coordination service, which lost the coordinator or missed a peer's heartbeats)."""
+  messages = [line for line in log.splitlines() if line.startswith('error: ')]
+  if code == 1:
+    assert len(messages) == 1 and len(messages[0]) < 400, messages
+    return 'message'
+  assert code == -signal.SIGABRT, f'exit code {code}:\n{log[-3000:]}'
+  return 'abort'
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize('killed', [0, 1])
-def test_lost_peer_ends_the_survivor_with_a_message(tmp_path, data_dir, killed):
-  """A process is lost (SIGKILL; process 0 also hosts the coordination service): the survivor
-  leaves at once with exit code 1 and one paragraph, instead of JAX's abort at exit after the
-  heartbeat timeout; restarting both processes resumes from the newest complete checkpoint."""
+def test_lost_coordinator_ends_the_survivor_and_the_rerun_resumes(tmp_path, data_dir):
+  """Process 0, which also hosts the coordination service, is lost (SIGKILL): the survivor ends
+  within seconds with a non-zero exit code, the newest complete checkpoint is intact, and
+  restarting both processes resumes from it. (A lost process 1, under srun: test_slurm.py.)"""
+  killed = 0
   workdir = tmp_path / 'lost_peer'
   common = [
     f'--config.data_dir={data_dir}',
@@ -224,18 +248,15 @@ def test_lost_peer_ends_the_survivor_with_a_message(tmp_path, data_dir, killed):
   seconds = time.time() - killed_at
   processes[killed].wait()
   log = (tmp_path / f'log.{workdir.name}.{1 - killed}').read_text()
-  assert code == 1, f'exit code {code} after {seconds:.1f} s:\n{log[-3000:]}'
-  # Measured: 0.2-0.4 s, from a failed collective or from the coordination service.
-  assert seconds < 20
-  assert 'Fatal Python error' not in log and 'Check failure stack trace' not in log
-  messages = [line for line in log.splitlines() if line.startswith('error: ')]
-  assert len(messages) == 1 and len(messages[0]) < 400, messages
-  found = re.search(
-    rf'Lost process {killed} of 2 .* resumes from the newest checkpoint, step (\d+)\.$', messages[0]
-  )
-  assert found, messages[0]
-  step = int(found.group(1))
-  assert step == ocp.CheckpointManager(workdir / 'checkpoints').latest_step() and 10 <= step < 50
+  how = survivor_ended(code, log)
+  print(f'survivor of a lost process {killed}: {how} after {seconds:.2f} s')
+  # Measured: 0.23 s, exit 1 with the message (a failed gloo collective).
+  assert seconds < 20, f'{how} after {seconds:.1f} s'
+  step = ocp.CheckpointManager(workdir / 'checkpoints').latest_step()
+  assert 10 <= step < 50
+  if how == 'message':
+    assert f'Lost process {killed} of 2 ' in log
+    assert f'resumes from the newest checkpoint, step {step}.' in log
 
   logs = _wait(tmp_path, workdir, _launch(tmp_path, workdir, 2, *common))
   restored = re.findall(r'Restored the checkpoint of step (\d+)', logs[0])
@@ -266,10 +287,11 @@ def test_a_process_id_outside_the_cluster_or_taken_twice_is_refused(tmp_path):
   outside = run_main(tmp_path / 'run', '--process_id=3', *cluster, check=False)
   assert outside.returncode == 1 and 'Traceback' not in outside.stderr
   assert 'needs --num_processes=N and --process_id=I with 0 <= I < N' in outside.stderr
-  # Process 1 started twice (process 2 never comes, so no one trains): the first is refused once
-  # the second registers. Not process 0: its second copy would start a second coordination
-  # service on the same port (gRPC sets SO_REUSEPORT), and which of the two services its client
-  # then reaches is up to the kernel.
+  # Process 1 started twice (process 2 never comes, so no one trains): JAX's coordination
+  # service refuses the first once the second registers, and JAX aborts it with one line that
+  # says so. Not process 0: its second copy would start a second coordination service on the
+  # same port (gRPC sets SO_REUSEPORT), and which of the two services its client then reaches is
+  # up to the kernel.
   pipes = dict(stdout=subprocess.PIPE, stderr=subprocess.PIPE)
   coordinator = run_main(tmp_path / 'run', '--process_id=0', *cluster, **pipes)
   first = run_main(tmp_path / 'run', '--process_id=1', *cluster, **pipes)
@@ -281,6 +303,6 @@ def test_a_process_id_outside_the_cluster_or_taken_twice_is_refused(tmp_path):
     for process in (coordinator, first, second):
       process.kill()  # They wait for process 2 until JAX's initialisation timeout (5 min).
       process.wait()
-  errors = [line for line in stderr.decode().splitlines() if line.startswith('error: ')]
-  assert first.returncode == 1 and 'Traceback' not in stderr.decode(), stderr.decode()[-3000:]
-  assert len(errors) == 1 and 'Could not join the multi-process cluster as process 1' in errors[0]
+  stderr = stderr.decode()
+  assert first.returncode == -signal.SIGABRT, stderr[-3000:]
+  assert 'Aborted connect attempt as there is a request from a newer incarnation' in stderr

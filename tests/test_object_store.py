@@ -138,7 +138,7 @@ def test_bucket_workdir_is_killed_resumes_and_reports_like_a_local_run(
   table = _read(env, bucket, 'sweep/results.md')
   assert f'{100 * (1 - local["eval"]["top1"]):.2f}' in table
 
-  # Restored in a process of its own: this one's etils.epath has settled on TensorFlow for gs://.
+  # Restored in a process of its own, which has the emulator's environment.
   same = subprocess.run(
     [sys.executable, '-c', _SAME_STATE, str(local_dir), workdir],
     cwd=os.path.join(REPO, 'tests'),
@@ -148,6 +148,38 @@ def test_bucket_workdir_is_killed_resumes_and_reports_like_a_local_run(
   )
   assert same.returncode == 0, same.stderr[-3000:]
   assert same.stdout.split()[0] == '60', same.stdout
+
+
+# A user's process: TensorFlow installed, EPATH_USE_TF unset, the project's paths module imported.
+_USER_WRITE = """
+import os, sys
+import tensorflow
+assert 'EPATH_USE_TF' not in os.environ
+from resnet_jax import paths
+path = paths.resolve(sys.argv[1])
+paths.write_text_atomic(path, 'written')
+print(path.read_text())
+"""
+
+
+@pytest.mark.slow
+def test_a_users_process_writes_to_the_bucket_through_gcsfs_as_the_tests_do(gcs_emulator):
+  """etils.epath prefers TensorFlow's GCS filesystem when TensorFlow is installed; its endpoints
+  are compiled in and never reach the emulator (the write would go to storage.googleapis.com and
+  fail or hang). The project chooses gcsfs itself, so the tested layer is the one users run."""
+  bucket = gcs_emulator.create_bucket('layer')
+  env = {k: v for k, v in {**os.environ, **gcs_emulator.env}.items() if k != 'EPATH_USE_TF'}
+  result = subprocess.run(
+    [sys.executable, '-c', _USER_WRITE, f'{bucket}/run/config.json'],
+    cwd=REPO,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=120,
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.strip() == 'written'
+  assert _read(gcs_emulator.env, 'layer', 'run/config.json') == 'written'
 
 
 @pytest.mark.slow
