@@ -183,5 +183,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   skip_keras_import()
-  host_memory.reexec_with_huge_pages('resnet_jax.main')
+  host_memory.reexec_with_huge_pages()
   app.run(main, flags_parser=parse_flags)
