@@ -122,10 +122,14 @@ def skip_keras_import() -> None:
   """Stops TensorFlow from importing all of Keras when it loads (1.5 s of each start).
 
   TensorFlow's own import loads Keras (and with it scipy, scikit-learn and matplotlib) for
-  SavedModel registrations that TFDS reading never needs. It skips that when told to use the
-  legacy `tf_keras` package and the package is absent; `tf.keras` is then unavailable, which the
-  processes of this project's commands never use. Set for those commands only, before the
-  restart for huge pages, so the restarted process and the processes it starts inherit it.
+  SavedModel registrations that TFDS reading never needs: `tensorflow/__init__.py` imports
+  `keras.src.optimizers`, or `tf_keras.src.optimizers` under `TF_USE_LEGACY_KERAS`, and ignores an
+  ImportError (its comment cites b/196254385; import time: tensorflow/tensorflow#37729). No
+  option turns that import off, so this names the legacy package while it is absent; `tf.keras`
+  is then unavailable, which the processes of this project's commands never use.
+  tests/test_input_pipeline.py fails if a TensorFlow release imports Keras anyway or fails.
+  Set for those commands only, before the restart for huge pages, so the restarted process and
+  the processes it starts inherit it.
   """
   if importlib.util.find_spec('tf_keras') is None:
     os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
