@@ -77,7 +77,11 @@ def _start_server() -> dict[str, str]:
 
 def stop() -> None:
   """Stops the server and waits for it, so that its CPU time and its runs' count as this
-  process's children (in `time` and `getrusage`)."""
+  process's children (in `time` and `getrusage`).
+
+  multiprocessing has no public way to stop its forkserver (a `stop()` was proposed and
+  declined in python/cpython#81688); `_stop` is the one CPython's own tests use.
+  tests/test_upstream.py fails if it goes."""
   global _server_env
   with _lock:
     if _server_env is not None:
@@ -123,7 +127,11 @@ def _run(command: list[str], env: dict[str, str], cwd: str, stdout: str, stderr:
       runpy.run_module(target, run_name='__main__', alter_sys=True)
     else:
       exec(compile(target, '<string>', 'exec'), {'__name__': '__main__'})
-  finally:  # As the interpreter ends: wait for non-daemon threads, then the atexit functions.
+  finally:
+    # As the interpreter ends: wait for non-daemon threads, then the atexit functions. Only
+    # `threading._shutdown` also stops executors' worker threads first (their exit hooks run
+    # there); multiprocessing's own `Process._bootstrap` calls it the same way, after this.
+    # test_forked_main's exit-order test fails if either function changes.
     threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
