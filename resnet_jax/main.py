@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import errors, host_memory
+from resnet_jax import errors, fields, host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and summary.json.')
@@ -66,6 +66,8 @@ def _unknown_field_message(argv: Sequence[str], error: Exception) -> str:
 
 def parse_flags(argv: Sequence[str]) -> Sequence[str]:
   """absl's flag parsing, with each mistake reported in one paragraph instead of a traceback."""
+  argv, model_kwargs = fields.split_model_kwargs(argv)
+  sys.argv = argv  # config_flags reads the overrides from sys.argv when it loads the file.
   try:
     remaining = FLAGS(argv)
     if FLAGS.config is None or FLAGS.workdir is None:
@@ -78,6 +80,10 @@ def parse_flags(argv: Sequence[str]) -> Sequence[str]:
   except (OSError, ImportError, SyntaxError) as error:
     cause = str(error).strip().splitlines()[-1].strip()
     _fail(f'cannot load the config file {FLAGS["config"].serialize()}: {cause}.')
+  try:
+    fields.set_model_kwargs(FLAGS.config, model_kwargs)
+  except errors.ConfigError as error:
+    _fail(str(error))
   return remaining
 
 
