@@ -91,6 +91,9 @@ def quiet_third_party_logs() -> None:
   """Drops other libraries' INFO lines, and cuts their warnings and errors to one line each (a
   failed save makes Orbax log hundreds of lines of tracebacks from its background threads).
   This project's lines and clu's progress lines stay whole; the failure itself reaches main."""
+  # TensorFlow's C++ INFO lines (CPU features, tf.data); read when TensorFlow loads, after this.
+  # Its oneDNN notice is printed as its libraries load, before this setting applies.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   own = [os.path.dirname(os.path.abspath(__file__))]
   clu = importlib.util.find_spec('clu')
   own += list(clu.submodule_search_locations) if clu else []

@@ -48,10 +48,11 @@ _server_env: dict[str, str] | None = None
 
 def main_env(env: dict[str, str]) -> dict[str, str]:
   """`env` as main changes it for itself before its libraries load (main.skip_keras_import,
-  host_memory.reexec_with_huge_pages)."""
+  main.quiet_third_party_logs, host_memory.reexec_with_huge_pages)."""
   env = dict(env)
   if importlib.util.find_spec('tf_keras') is None:
     env.setdefault('TF_USE_LEGACY_KERAS', '1')
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # main.quiet_third_party_logs, without --verbose
   tunables = env.get('GLIBC_TUNABLES', '')
   if 'glibc.malloc.hugetlb' not in tunables:
     env['GLIBC_TUNABLES'] = ':'.join(t for t in (tunables, 'glibc.malloc.hugetlb=1') if t)
