@@ -53,3 +53,20 @@ def test_main_trains_with_a_model_option(tmp_path):
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   [line] = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert line.startswith('error: --config.model_kwargs.dropot_rate: cifar_resnet8 has no option')
+
+
+def test_a_sweep_varies_any_option_of_its_model(tmp_path, monkeypatch):
+  monkeypatch.chdir(REPO)
+  path = tmp_path / 'sweep.py'
+  for option, values in (('dropout_rate', [0.1, 0.2]), ('dropot_rate', [0.1])):
+    path.write_text(
+      'from resnet_jax.sweep import axis\n\n\ndef get_sweep():\n'
+      f"  return {{'config': 'configs/quickstart.py', 'points': axis('model_kwargs.{option}', "
+      f'{values})}}\n'
+    )
+    if option == 'dropout_rate':
+      points = sweep.expand(str(path), str(tmp_path / 'runs'))
+      assert [p.config.model_kwargs.dropout_rate for p in points] == values
+    else:
+      with pytest.raises(sweep.SweepError, match='has no option dropot_rate. Its options: '):
+        sweep.expand(str(path), str(tmp_path / 'runs'))
