@@ -13,6 +13,8 @@ so that sweeps override real fields; they are options of the post-activation fam
 
   shortcut        He 2015's option: 'A' (zero-padding, the ResNet-110 of both papers) or 'B'
                   (1x1 projections where the shape changes, the authors' ResNet-164 and -1001).
+  block           None (the depth's default), or 'one_layer': units of one 3x3 convolution, the
+                  "ResNet-110(1layer)" of Table 3.
   activation      the unit orderings of Fig. 4 / Table 2.
   modulation      the shortcuts of Fig. 2 / Table 1 (None: the original identity shortcut), with
                   shortcut_scale, residual_scale, gate_bias_init and shortcut_dropout
@@ -31,6 +33,7 @@ def get_config():
   config.model_kwargs = ml_collections.ConfigDict(
     {
       'shortcut': 'A',
+      'block': config_dict.placeholder(str),  # None, or 'one_layer' by override
       'activation': 'original',
       'modulation': config_dict.placeholder(str),  # None, or a string by override
       'shortcut_scale': 0.5,

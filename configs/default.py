@@ -43,6 +43,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_split = 'test'
   # Side of the square training images, pixels (after crop).
   config.image_size = 32
+  # How the random-resized crop of ImageNet training images (8-100% of the area, aspect ratio
+  # 3/4-4/3) is drawn: 'inception' (TF's sample_distorted_bounding_box, the whole image when
+  # none of 10 draws fits) or 'torchvision' (torchvision's RandomResizedCrop, as the official
+  # iResNet script trains: larger crops on average, the central crop of an allowed aspect ratio
+  # when none fits). CIFAR and the digits pad and crop instead.
+  config.crop_sampler = 'inception'
   # Number of classes of the classifier; must match the dataset.
   config.num_classes = 10
   # Global batch size (summed over all devices and hosts), images per step.
@@ -58,15 +64,22 @@ def get_config() -> ml_collections.ConfigDict:
   # image at each of `eval_sizes`, the network applied fully convolutionally (He 2015, Table 4).
   config.eval_protocol = 'center'
   # Side of the crops classified by 'center' and '10crop', pixels; 0: `image_size`. A network
-  # trained at 224 can be tested at 320 (He 2016, Table 5).
+  # trained at 224 can be tested at 320: He 2016, Table 5, "a single 320x320 crop from s = 320",
+  # is eval_image_size=320 with eval_crop_fraction=1.0 (with 0.875 the shorter side is 366).
   config.eval_image_size = 0
   # Share of the resized image's shorter side that the crop side spans: the shorter side is
   # resized to eval_image_size / eval_crop_fraction (ImageNet: 0.875, 224 of 256). CIFAR keeps
   # 1.0, its own 32 pixels; '10crop' on CIFAR needs a smaller crop, e.g. 28 with 0.875.
   config.eval_crop_fraction = 1.0
-  # 'multiscale': shorter sides, pixels, e.g. (224, 256, 384, 480, 640) as in He 2015. Each
-  # scale is the central square of the resized image, so that a batch has one shape.
+  # 'multiscale': shorter sides, pixels, e.g. (224, 256, 384, 480, 640) as in He 2015.
   config.eval_sizes = ()
+  # 'multiscale': 1.0 classifies the central square at each size. Above 1, the whole image, as
+  # He 2015's fully convolutional test: a longer side of up to eval_max_aspect times the shorter
+  # one (longer ones centre-cropped to it), on a zero canvas of that side whose padding is kept
+  # out of every layer and of the average pool (`evaluation.whole_image_logits`). 4/3 keeps
+  # 4:3 and 3:4 images (ImageNet's usual 500x375) whole, 2.0 also 2:1 ones; the canvas is a
+  # square of eval_max_aspect x the size, (4/3)^2 or 4 times the pixels of the central square.
+  config.eval_max_aspect = 1.0
   # Shuffle buffer, examples per host.
   config.shuffle_buffer_size = 16_384
   # Keep the decoded dataset in host memory after the first epoch (small datasets only).

@@ -1,9 +1,13 @@
-"""ResNet-50 on ImageNet, the recipe of the official iResNet code.
+"""ResNet-50 on ImageNet, the recipe of the official iResNet code (its schedule: `iresnet50.py`).
 
 SGD momentum 0.9, lr 0.1 per 256 images scaled linearly with the global batch, weight
-decay 1e-4, 90 epochs with the learning rate divided by 10 at epochs 30, 60 and 80
+decay 1e-4, 90 epochs with the learning rate divided by 10 at epochs 30, 60 and 80 (the
+official iResNet script, which steps its scheduler before each epoch, drops after 29, 59 and 79;
+`iresnet50.py` and the Duta et al. sweeps train that way)
 (`--config.schedule=cosine` for cosine decay; `--config.warmup=5` for five warmup epochs),
 no label smoothing; bfloat16 compute on GPU/TPU, float32 on CPU (`config.dtype='auto'`).
+Training crops are torchvision's `RandomResizedCrop` (`crop_sampler='torchvision'`), as the
+official script's (main.py: `transforms.RandomResizedCrop(args.train_crop_size)`, 224).
 """
 
 from configs import default
@@ -16,6 +20,7 @@ def get_config():
   config.train_split = 'train'
   config.eval_split = 'validation'
   config.image_size = 224
+  config.crop_sampler = 'torchvision'
   config.num_classes = 1000
   config.batch_size = 256
   config.eval_batch_size = 256

@@ -6,6 +6,8 @@ parameters and biases (Goyal et al., Sec. 5.1); label smoothing 0.1; bfloat16 co
 the recipe of DeepMind's Haiku ImageNet example (examples/imagenet/train.py), whose README
 reported 76.2% top-1 at batch 4096 (Feb. 2020, step decay) and 76.8% after it moved to cosine
 decay and label smoothing (June 2020). Goyal et al. warm up from 0.1 rather than 0.
+Its input pipeline is TensorFlow's, so the crops are `sample_distorted_bounding_box`'s
+(`crop_sampler='inception'`), not `resnet50.py`'s torchvision ones.
 
 On a TPU v3-32 or 32 GPUs: `--config.batch_size` and the learning rate scale together, so the
 recipe holds for other batch sizes up to about 8k.
@@ -17,6 +19,7 @@ from configs import resnet50
 def get_config():
   config = resnet50.get_config()
   config.batch_size = 4096
+  config.crop_sampler = 'inception'
   config.eval_batch_size = 4096
   config.dtype = 'bfloat16'
   config.num_epochs = 90

@@ -11,7 +11,8 @@ linearly from 0 over 25 epochs (25 * 1,281,167 // 32768 = 977 steps), then decay
 
 One difference remains: the reference's trust ratio divides by |g| + weight_decay * |w|, optax's
 LARS (used here) by |g + weight_decay * w|. Both are You et al. 2017's rule up to that choice.
-The step counts are those of batch 32768; other batch sizes need their own.
+The step counts are those of batch 32768; other batch sizes need their own. Both pipelines are
+TensorFlow's, whose crops are `sample_distorted_bounding_box`'s (`crop_sampler='inception'`).
 """
 
 from configs import resnet50
@@ -20,6 +21,7 @@ from configs import resnet50
 def get_config():
   config = resnet50.get_config()
   config.batch_size = 32_768
+  config.crop_sampler = 'inception'
   config.eval_batch_size = 32_768
   config.dtype = 'bfloat16'
   config.num_train_steps = 2_983

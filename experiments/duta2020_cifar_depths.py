@@ -9,32 +9,44 @@ gains over the baseline, and a 3002-layer network trained on CIFAR-10 and CIFAR-
 baseline is not able to converge at such extreme depths". No table number or error is quoted
 here: neither could be checked against the paper, and the repository holds none of its numbers.
 
+Warm-up: from 110 layers on, every network starts with 400 iterations at lr 0.01, He 2015's
+warm-up for ResNet-110 ("0.1 is slightly too large to start converging") and ResNet-1202
+("trained as described above"). Without it the deep baselines could fail for a reason the paper
+of the baseline already removed; all three families warm up alike, so that they differ only in
+the network.
+
 ResStage and iResNet have the same parameters at every depth (the improved shortcut's max-pool
 has none); the ResNet has fewer, as option A's zero-padding shortcuts have no parameters.
 Runs: 3 seeds at 56-1001 layers, one at 1202 and 3002 (in multiply-adds a 3002-layer network
-is 2.5 1202-layer ones, 56 ResNet-56 ones): 36 + 6 = 42 runs. CIFAR-100 is this sweep with
-`dataset='cifar100'` and `num_classes=100` added to `fixed`.
+is 2.5 1202-layer ones, 56 ResNet-56 ones): 36 + 6 = 42 runs. CIFAR-100:
+`duta2020_cifar100_depths.py`.
 
   python -m resnet_jax.sweep --sweep=experiments/duta2020_cifar_depths.py --workdir=DIR --parallel=8
   python -m resnet_jax.report --workdir=DIR
 """
 
-from resnet_jax.sweep import axis, product
+from resnet_jax.sweep import axis, product, zipit
 
 FAMILIES = ('resnet', 'resstage', 'iresnet')
 DEPTHS = (56, 110, 164, 1001)
 DEEP = (1202, 3002)  # one seed each
+WARMUP_FROM = 110  # He 2015: 400 iterations at lr 0.01 for ResNet-110 and -1202.
+WARMUP_STEPS = 400
 
 
 def models(depths):
-  return [f'cifar_{family}{depth}' for depth in depths for family in FAMILIES]
+  """The three families at `depths`, each warmed up from `WARMUP_FROM` layers on."""
+  runs = [(family, depth) for depth in depths for family in FAMILIES]
+  return zipit(
+    axis('model', [f'cifar_{family}{depth}' for family, depth in runs]),
+    axis('warmup_constant_steps', [WARMUP_STEPS if d >= WARMUP_FROM else 0 for _, d in runs]),
+  )
 
 
 def get_sweep():
   return {
     'config': 'configs/cifar10_iresnet.py',
     'points': (
-      product(axis('model', models(DEPTHS)), axis('seed', [0, 1, 2]))
-      + product(axis('model', models(DEEP)), axis('seed', [0]))
+      product(models(DEPTHS), axis('seed', [0, 1, 2])) + product(models(DEEP), axis('seed', [0]))
     ),
   }

@@ -17,15 +17,18 @@ Recipe: `configs/cifar10_resnet20.py`, He 2015 Sec. 4.2 (batch 128, lr 0.1, / 10
 images, tested on the 10k test images). For ResNet-110 "0.1 is slightly too large to start
 converging", so it uses lr 0.01 "until the training error is below 80% (about 400 iterations)",
 and ResNet-1202 is "trained as described above": `warmup_constant_steps=400` at 110 and 1202.
-Runs: 5 seeds at 110 layers (the paper's 5 runs), one at every other depth: 10 runs. The points
+Runs: 5 seeds at 110 layers (the paper's 5 runs; the report prints their best, `STATISTIC`),
+one at every other depth, as the paper reports one number for them: 10 runs. The points
 of 20-110 layers are also points of `he2015_fig6_cifar_plain_vs_resnet.py` (same names, same
 configs): with one `--workdir` for both sweeps they train once.
 
   python -m resnet_jax.sweep --sweep=experiments/he2015_table6_cifar_depths.py --workdir=DIR
-  python -m resnet_jax.report --workdir=DIR
+  python -m resnet_jax.report --workdir=DIR --sweep=experiments/he2015_table6_cifar_depths.py
 """
 
 from resnet_jax.sweep import axis, product, zipit
+
+STATISTIC = 'best'  # ResNet-110: "best (mean+-std)" of 5 runs
 
 WARMUP_STEPS = 400  # lr 0.01 until the training error is below 80%, "about 400 iterations".
 

@@ -90,10 +90,15 @@ class EvalData(NamedTuple):
 
 
 class EvalImage(NamedTuple):
-  """An image made of each evaluation example: the shorter side resized, the centre cropped."""
+  """An image made of each evaluation example: the shorter side resized, the centre cropped.
+
+  `whole`: the whole resized image instead (the longer side centre-cropped to `crop` if
+  longer), at the top left of a `crop` x `crop` canvas of zeros, with its height and width.
+  """
 
   resize: int  # Shorter side after an antialiased bilinear resize, pixels.
   crop: int  # Side of the central square kept, pixels.
+  whole: bool = False
 
 
 def eval_image_size(config: ml_collections.ConfigDict) -> int:
@@ -105,8 +110,9 @@ def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
   """The images the input pipeline makes of each evaluation example, by `config.eval_protocol`.
 
   'center': the centre crop. '10crop': the whole central square of the same resized image,
-  from which the eval step takes its ten crops. 'multiscale': the central square of the image
-  resized to each of `config.eval_sizes`, so that batches have one shape per size.
+  from which the eval step takes its ten crops. 'multiscale': the image resized to each of
+  `config.eval_sizes`, its central square, or with `config.eval_max_aspect` > 1 the whole image
+  on a square canvas, so that batches have one shape per size.
   """
   protocol = config.eval_protocol
   if protocol not in EVAL_PROTOCOLS:
@@ -130,7 +136,14 @@ def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
       f'{tuple(config.eval_sizes)}; He 2015 (Table 4) uses '
       "--config.eval_sizes='(224, 256, 384, 480, 640)'."
     )
-  return tuple(EvalImage(s, s) for s in config.eval_sizes)
+  if config.eval_max_aspect < 1:
+    raise errors.ConfigError(
+      f'config.eval_max_aspect={config.eval_max_aspect} must be at least 1: the longest side '
+      "'multiscale' keeps, in shorter sides (1: the central square; 2: images up to 2:1 whole)."
+    )
+  if config.eval_max_aspect == 1:
+    return tuple(EvalImage(s, s) for s in config.eval_sizes)
+  return tuple(EvalImage(s, round(s * config.eval_max_aspect), True) for s in config.eval_sizes)
 
 
 class Data:

@@ -2,18 +2,22 @@
 
 'center' classifies one centre crop. '10crop' averages the softmax over the four corner crops
 and the centre crop of the resized image, and their mirror images (He 2015, Table 3, after
-Krizhevsky et al. 2012). 'multiscale' runs the network fully convolutionally on the image at
-several sizes and averages the softmax (He 2015, Table 4). The input pipeline delivers the
-resized images (`data.eval_images`); the crops are taken here, on the device.
+Krizhevsky et al. 2012). 'multiscale' averages the softmax over the image at several sizes (He
+2015, Table 4): the central square at each, or with `eval_max_aspect` > 1 the whole image, the
+network applied fully convolutionally to a padded canvas whose padding changes nothing
+(`whole_image_logits`). The input pipeline delivers the resized images (`data.eval_images`);
+the crops are taken here, on the device.
 """
 
 import functools
 import itertools
+import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -23,6 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from resnet_jax import data as data_lib
+from resnet_jax.models import blocks, network
 
 # A pass that runs longer than this logs its progress this often, seconds.
 PROGRESS_EVERY_S = 10.0
@@ -46,13 +51,68 @@ def ten_crops(images: jax.Array, size: int) -> jax.Array:
   return jnp.stack(crops + [crop[:, :, ::-1] for crop in crops])
 
 
+def _valid_mask(sizes: jax.Array, canvas: tuple[int, int], shape: tuple[int, ...]) -> jax.Array:
+  """[batch, H, W, 1]: the positions of a feature map of `shape` that the images of `sizes`
+  (valid height, width at the input `canvas`) cover.
+
+  Every downsampling of the networks (strided convolutions padded (k - 1) // 2, the 3x3/2
+  max-pools, strided subsampling) maps n positions to ceil(n / 2), aligned at the top left.
+  """
+  mask = []
+  for axis, (full, size) in enumerate(zip(canvas, shape[1:3], strict=True)):
+    halvings = round(math.log2(full / size))
+    valid = -(-sizes[:, axis] // 2**halvings)  # ceil
+    mask.append(jnp.arange(size)[None, :] < valid[:, None])
+  return (mask[0][:, :, None] & mask[1][:, None, :])[..., None]
+
+
+def whole_image_logits(
+  apply_fn: Callable[[jax.Array], jax.Array], images: jax.Array, sizes: jax.Array
+) -> jax.Array:
+  """Logits of images of several shapes, each at the top left of a zero-padded canvas.
+
+  `sizes` [batch, 2] are the images' own heights and widths. The padding is kept out of the
+  result as if each image ran alone: every convolution reads zeros there (as its own zero
+  padding), every layer's output is zeroed there (so max-pools over non-negative activations
+  never pick it), and the classifier's input, the mean over the whole canvas, is rescaled to
+  the mean over the image's own positions.
+  """
+  canvas = images.shape[1:3]
+  last_mask = []  # The mask of the latest feature map: at the head, the one it pools.
+
+  def masked(x):
+    if not isinstance(x, jax.Array) or x.ndim != 4:
+      return x
+    last_mask[:] = [_valid_mask(sizes, canvas, x.shape)]
+    return x * last_mask[0].astype(x.dtype)
+
+  def interceptor(next_fun, args, kwargs, context):
+    if context.method_name != '__call__':
+      return next_fun(*args, **kwargs)
+    x, *rest = args
+    if isinstance(context.module, blocks.Conv):
+      x = masked(x)
+    elif context.module.name == network.HEAD:  # x: features averaged over the whole canvas.
+      mask = last_mask[0]
+      x = x * (mask.shape[1] * mask.shape[2] / jnp.maximum(mask.sum(axis=(1, 2)), 1))
+    return masked(next_fun(x, *rest, **kwargs))
+
+  with nn.intercept_methods(interceptor):
+    return apply_fn(images)
+
+
 def log_probabilities(
   apply_fn: Callable[[jax.Array], jax.Array],
   image: jax.Array | tuple[jax.Array, ...],
   protocol: str,
   crop_size: int,
+  sizes: jax.Array | tuple[jax.Array, ...] | None = None,
 ) -> jax.Array:
-  """Log of the softmax averaged over the protocol's views of each image, [batch, classes]."""
+  """Log of the softmax averaged over the protocol's views of each image, [batch, classes].
+
+  'multiscale' with `sizes` (as `image`: one [batch, 2] array per size): whole images on
+  padded canvases, see `whole_image_logits`.
+  """
   if protocol == '10crop':
     # One view at a time: the memory of a centre-crop pass, one compiled network.
     views = jax.lax.map(
@@ -60,7 +120,12 @@ def log_probabilities(
     )
   else:  # 'center': one image; 'multiscale': one image per size, each its own program.
     images = image if isinstance(image, tuple) else (image,)
-    views = jnp.stack([jax.nn.log_softmax(apply_fn(x)) for x in images])
+    if sizes is None:
+      logits = [apply_fn(x) for x in images]
+    else:
+      sizes = sizes if isinstance(sizes, tuple) else (sizes,)
+      logits = [whole_image_logits(apply_fn, x, s) for x, s in zip(images, sizes, strict=True)]
+    views = jnp.stack([jax.nn.log_softmax(x) for x in logits])
   return jax.nn.logsumexp(views, axis=0) - jnp.log(views.shape[0])
 
 
@@ -73,7 +138,7 @@ def eval_step(
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     return state.apply_fn(variables, images, train=False).astype(jnp.float32)
 
-  log_probs = log_probabilities(apply_fn, batch['image'], protocol, crop_size)
+  log_probs = log_probabilities(apply_fn, batch['image'], protocol, crop_size, batch.get('size'))
   labels = batch['label']
   top5 = jax.lax.top_k(log_probs, min(5, log_probs.shape[-1]))[1]
   return metrics.merge(

@@ -48,5 +48,8 @@ def eval_batches(
     'label': _labels(rng, config, host_batch_size),
     'mask': np.ones((host_batch_size,), np.float32),
   }
+  if any(image.whole for image in images):  # Whole images that fill their canvas.
+    sizes = tuple(np.full((host_batch_size, 2), image.crop, np.int32) for image in images)
+    batch['size'] = sizes[0] if len(sizes) == 1 else sizes
   num_steps = config.fake_eval_batches
   return (lambda: iter([batch] * num_steps)), num_steps

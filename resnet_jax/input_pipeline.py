@@ -101,34 +101,102 @@ def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
   return (image - tf.constant(spec.mean)) / tf.constant(spec.std)
 
 
-def _inception_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor) -> tf.Tensor:
-  """Random-resized crop (8-100% of the area, aspect 3/4-4/3), decoding only the crop."""
-  shape = tf.io.extract_jpeg_shape(image_bytes)
-  begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-    shape,
-    bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
-    seed=seed,
-    area_range=(0.08, 1.0),
-    aspect_ratio_range=(3 / 4, 4 / 3),
-    max_attempts=10,
-    use_image_if_no_bounding_boxes=True,
+# `config.crop_sampler`: how the random-resized crop of ImageNet training images is drawn.
+CROP_SAMPLERS = ('inception', 'torchvision')
+# Both samplers keep 8-100% of the area with an aspect ratio (width / height) of 3/4 to 4/3.
+_AREA_RANGE = (0.08, 1.0)
+_RATIO_RANGE = (3 / 4, 4 / 3)
+_ATTEMPTS = 10
+
+
+def _check_crop_sampler(sampler: str) -> None:
+  if sampler not in CROP_SAMPLERS:
+    raise errors.ConfigError(
+      f'config.crop_sampler={sampler!r} is not one of {", ".join(map(repr, CROP_SAMPLERS))}.'
+    )
+
+
+def crop_window(shape: tf.Tensor, seed: tf.Tensor, sampler: str) -> tf.Tensor:
+  """[top, left, height, width] of a random-resized crop of an image of `shape` (H, W, ...).
+
+  'inception': TF's `sample_distorted_bounding_box`, the whole image if no draw fits.
+  'torchvision': `RandomResizedCrop.get_params` of torchvision, as its ImageNet reference
+  scripts and the official iResNet script train; the whole image only where its aspect ratio
+  is within 3/4-4/3, else its central crop of the nearest allowed ratio. Both are stateless:
+  the window is a function of `seed` alone.
+  """
+  if sampler == 'inception':
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+      shape,
+      bounding_boxes=tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]),
+      seed=seed,
+      area_range=_AREA_RANGE,
+      aspect_ratio_range=_RATIO_RANGE,
+      max_attempts=_ATTEMPTS,
+      use_image_if_no_bounding_boxes=True,
+    )
+    return tf.stack([begin[0], begin[1], size[0], size[1]])
+  _check_crop_sampler(sampler)
+  return _torchvision_window(shape, seed)
+
+
+def _torchvision_window(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """torchvision's algorithm with its ten attempts drawn at once and the first that fits kept.
+
+  Each attempt draws the area (a share of H * W) and the log of the aspect ratio uniformly, in
+  float32 as torch does; the sides are round(sqrt(area * ratio)) and round(sqrt(area / ratio)),
+  rounded half to even as Python's `round`; the offsets are uniform integers.
+  """
+  height, width = shape[0], shape[1]
+  area_seed, ratio_seed, top_seed, left_seed = tf.unstack(
+    tf.random.experimental.stateless_split(seed, 4)
   )
-  window = tf.stack([begin[0], begin[1], crop_size[0], crop_size[1]])
+  h, w = tf.cast(height, tf.float64), tf.cast(width, tf.float64)
+  share = tf.random.stateless_uniform([_ATTEMPTS], area_seed, *_AREA_RANGE, tf.float32)
+  log_low, log_high = np.log(np.array(_RATIO_RANGE, np.float32))
+  log_ratio = tf.random.stateless_uniform([_ATTEMPTS], ratio_seed, log_low, log_high, tf.float32)
+  area = h * w * tf.cast(share, tf.float64)
+  ratio = tf.cast(tf.exp(log_ratio), tf.float64)
+  crop_w = tf.cast(tf.round(tf.sqrt(area * ratio)), tf.int32)
+  crop_h = tf.cast(tf.round(tf.sqrt(area / ratio)), tf.int32)
+  fits = (crop_w > 0) & (crop_w <= width) & (crop_h > 0) & (crop_h <= height)
+  first = tf.reduce_min(tf.where(fits, tf.range(_ATTEMPTS), _ATTEMPTS))
+  # No attempt fits: the central crop, its aspect ratio clamped to the allowed range.
+  low, high = _RATIO_RANGE
+  in_ratio = w / h
+  central_w = tf.where(in_ratio > high, tf.cast(tf.round(h * high), tf.int32), width)
+  central_h = tf.where(in_ratio < low, tf.cast(tf.round(w / low), tf.int32), height)
+  found = first < _ATTEMPTS
+  index = tf.minimum(first, _ATTEMPTS - 1)
+  crop_h = tf.where(found, crop_h[index], central_h)
+  crop_w = tf.where(found, crop_w[index], central_w)
+  top = tf.random.stateless_uniform([], top_seed, 0, height - crop_h + 1, tf.int32)
+  left = tf.random.stateless_uniform([], left_seed, 0, width - crop_w + 1, tf.int32)
+  top = tf.where(found, top, (height - crop_h) // 2)
+  left = tf.where(found, left, (width - crop_w) // 2)
+  return tf.stack([top, left, crop_h, crop_w])
+
+
+def _random_resized_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor, sampler: str):
+  """The `crop_window` of a JPEG resized to `size` x `size`, decoding only the crop."""
+  window = crop_window(tf.io.extract_jpeg_shape(image_bytes), seed, sampler)
   image = tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)
   return tf.image.resize(image, [size, size], method='bilinear', antialias=True)
 
 
-def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
-  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
+def _resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
+  """The shorter side resized to `side`; an image that already has that size (CIFAR at its own
+  size) is left untouched."""
+  if image.shape[:2] == (side, side):
+    return image
+  shape = tf.cast(tf.shape(image)[:2], tf.float32)
+  new_shape = tf.cast(tf.round(shape * side / tf.reduce_min(shape)), tf.int32)
+  return tf.image.resize(image, new_shape, method='bilinear', antialias=True)
 
-  An image that already has the resized size (CIFAR at its own size) is left untouched.
-  """
-  if image.shape[:2] == (eval_image.resize, eval_image.resize):
-    resized = image
-  else:
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    new_shape = tf.cast(tf.round(shape * eval_image.resize / tf.reduce_min(shape)), tf.int32)
-    resized = tf.image.resize(image, new_shape, method='bilinear', antialias=True)
+
+def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
+  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square."""
+  resized = _resize_shorter_side(image, eval_image.resize)
   crop = eval_image.crop
   top = (tf.shape(resized)[0] - crop) // 2
   left = (tf.shape(resized)[1] - crop) // 2
@@ -137,12 +205,14 @@ def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
   )
 
 
-def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
+def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callable:
+  _check_crop_sampler(crop_sampler)
+
   @_not_converted
   def preprocess(seed, example):
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     if spec.augmentation == 'inception_crop':
-      image = _inception_crop(example['image'], size, crop_seed)
+      image = _random_resized_crop(example['image'], size, crop_seed, crop_sampler)
     else:
       image = example['image']
       padded = tf.pad(image, [[spec.pad, spec.pad], [spec.pad, spec.pad], [0, 0]])
@@ -154,20 +224,37 @@ def _train_preprocess(spec: DatasetSpec, size: int) -> Callable:
   return preprocess
 
 
+def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
+  """(The resized image, its longer side centre-cropped to at most `eval_image.crop`, at the top
+  left of a `crop` x `crop` canvas of zeros; its height and width)."""
+  resized = _resize_shorter_side(image, eval_image.resize)
+  crop = eval_image.crop
+  shape = tf.shape(resized)[:2]
+  size = tf.minimum(shape, crop)
+  top, left = tf.unstack((shape - size) // 2)
+  kept = _normalize(resized[top : top + size[0], left : left + size[1]], spec)
+  canvas = tf.pad(kept, [[0, crop - size[0]], [0, crop - size[1]], [0, 0]])
+  return tf.ensure_shape(canvas, [crop, crop, image.shape[-1]]), size
+
+
 def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Callable:
   @_not_converted
   def preprocess(example):
     image = example['image']
     if spec.augmentation == 'inception_crop':  # Read undecoded, as for training.
       image = tf.io.decode_jpeg(image, channels=3)
-    images = tuple(
-      _normalize(_resize_center_crop(image, eval_image), spec) for eval_image in eval_images
-    )
-    return {
+    if eval_images[0].whole:
+      images, sizes = zip(*(_whole_image(image, e, spec) for e in eval_images), strict=True)
+    else:
+      images = tuple(_normalize(_resize_center_crop(image, e), spec) for e in eval_images)
+    batch = {
       'image': images[0] if len(images) == 1 else images,
       'label': tf.cast(example['label'], tf.int32),
       'mask': tf.constant(1.0),
     }
+    if eval_images[0].whole:
+      batch['size'] = sizes[0] if len(sizes) == 1 else sizes
+    return batch
 
   return preprocess
 
@@ -234,7 +321,7 @@ def _global_order_batches(builder, config, host_batch_size, start_step):
   epoch_length = steps_per_epoch * global_batch
   epoch, offset = divmod(start_step, steps_per_epoch)
   cached = _read(builder, config.train_split, spec).cache()
-  preprocess = _train_preprocess(spec, config.image_size)
+  preprocess = _train_preprocess(spec, config.image_size, config.crop_sampler)
   process = jax.process_index()
   while True:
     first_epoch = epoch
@@ -267,7 +354,7 @@ def _per_process_batches(builder, config, host_batch_size, start_step):
   num_examples = builder.info.splits[split].num_examples
   steps_per_epoch = _check_epoch(num_examples, host_batch_size, 'per-process')
   epoch, offset = divmod(start_step, steps_per_epoch)
-  preprocess = _train_preprocess(spec, config.image_size)
+  preprocess = _train_preprocess(spec, config.image_size, config.crop_sampler)
   while True:
     epoch_seed = _epoch_seed(config.seed, epoch, jax.process_index())
     ds = _read(builder, split, spec, file_seed=epoch_seed)

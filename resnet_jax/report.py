@@ -1,4 +1,4 @@
-r"""Tables and plots of a sweep: one row per variant, mean ± std over seeds.
+r"""Tables and plots of a sweep: one row per variant, mean ± std and median over seeds.
 
 Reads the summary.json and metrics.jsonl of every run under --workdir (the sub-workdirs of
 `resnet_jax.sweep`, or any runs of `resnet_jax.main` side by side; a local directory or a
@@ -6,7 +6,8 @@ bucket, e.g. gs://bucket/sweep) and writes there:
 
   results.csv   one row per run: the varied config fields, seed, params, MACs, final metrics
   results.md    Markdown table, one row per variant (runs that differ only in the seed): test
-                error, and the training error of the last log window, which is what He 2015's
+                error (mean ± std and median; the best too where the sweep's paper reports
+                it), and the training error of the last log window, which is what He 2015's
                 degradation plots (Fig. 1, 4, 6) compare
   curves.png    test error (bold) and training error (thin) against steps, per variant
   depth.png     final test error against depth, per model family (when depth varies)
@@ -17,10 +18,17 @@ checkpoint, on the first --response_images images of its evaluation split:
   responses.csv one row per run and layer: the std of that layer's response
   responses.png the stds by layer index, and sorted in descending order; plain nets dashed
 
+With --sweep, the sweep file says which statistic its paper reports, by two module-level
+fields: `STATISTIC`, 'mean' (the default), 'median' (He 2016: "the median of 5 runs with
+mean±std") or 'best' (He 2015 Table 6: "best (mean±std)"), which the table marks as the paper's;
+and `FAIL_ABOVE`, a test error (%) above which that statistic is shown as 'fail' (He 2016
+Table 1: "We report 'fail' when the test error is higher than 20%").
+
 The plots need matplotlib (`pip install -r requirements-dev.txt`); --noplots writes the CSV
 and table only.
 
   python -m resnet_jax.report --workdir=/tmp/digits
+  python -m resnet_jax.report --workdir=/tmp/t1 --sweep=experiments/he2016_table1_shortcuts.py
   python -m resnet_jax.report --workdir=/tmp/fig6 --responses
 """
 
@@ -43,6 +51,9 @@ from resnet_jax.fields import flatten
 class ReportError(Exception):
   """Nothing to report, or plots asked for without matplotlib; the message says what to do."""
 
+
+# Statistics of the test error over a variant's seeds that a sweep's paper may report.
+STATISTICS = ('mean', 'median', 'best')
 
 # Fields that never make two runs different variants: the seed is what the mean is taken over,
 # and model/depth are shown through the resolved model name.
@@ -137,6 +148,31 @@ def _pm(values: Sequence[float]) -> str:
   return f'{mean:.2f}' if std is None else f'{mean:.2f} ± {std:.2f}'
 
 
+def check_statistic(statistic: str, fail_above: float | None) -> None:
+  if statistic not in STATISTICS:
+    raise ReportError(
+      f'STATISTIC={statistic!r} is not one of {", ".join(map(repr, STATISTICS))}: the statistic '
+      "of the test error over seeds that the sweep's paper reports."
+    )
+  if fail_above is not None and not 0 < fail_above <= 100:
+    raise ReportError(f'FAIL_ABOVE={fail_above!r} must be a test error in (0, 100] percent.')
+
+
+def sweep_statistic(path: str) -> tuple[str, float | None]:
+  """(STATISTIC, FAIL_ABOVE) of a sweep file: what its paper reports, and its 'fail' threshold."""
+  from resnet_jax import sweep  # Imported here: JAX.
+
+  module = sweep._load_python_file(path, 'sweep_file')
+  statistic, fail_above = getattr(module, 'STATISTIC', 'mean'), getattr(module, 'FAIL_ABOVE', None)
+  check_statistic(statistic, fail_above)
+  return statistic, fail_above
+
+
+def _reported(text: str, value: float, fail_above: float | None) -> str:
+  """`text`, or 'fail (text)' where `value` is above the paper's threshold."""
+  return f'fail ({text})' if fail_above is not None and value > fail_above else text
+
+
 def _si(count: float) -> str:
   for unit, scale in (('G', 1e9), ('M', 1e6), ('K', 1e3)):
     if count >= scale:
@@ -184,12 +220,25 @@ def write_csv(path: epath.Path, runs: Sequence[dict[str, Any]], fields: Sequence
 
 
 def markdown_table(
-  variants: Sequence[tuple[tuple, list[dict[str, Any]]]], fields: Sequence[str]
+  variants: Sequence[tuple[tuple, list[dict[str, Any]]]],
+  fields: Sequence[str],
+  statistic: str = 'mean',
+  fail_above: float | None = None,
 ) -> str:
-  """One row per variant; top-5 error is shown only for datasets of more than 10 classes."""
+  """One row per variant; top-5 error is shown only for datasets of more than 10 classes.
+
+  The top-1 error's mean ± std and median over seeds, and its best (lowest) if `statistic` is
+  'best'; the column of `statistic` is marked as the paper's, and shows 'fail' above
+  `fail_above` percent.
+  """
+  check_statistic(statistic, fail_above)
   runs = [run for _, group in variants for run in group]
   top5 = any(run['flat_config']['num_classes'] > 10 for run in runs)
-  header = ['model', *fields, 'params', 'MACs', 'seeds', 'top-1 error (%)']
+  columns = ['top-1 error (%)', 'median'] + ['best'] * (statistic == 'best')
+  marked = {'mean': 0, 'median': 1, 'best': 2}[statistic]
+  if statistic != 'mean' or fail_above is not None:
+    columns[marked] += ' (paper)'
+  header = ['model', *fields, 'params', 'MACs', 'seeds', *columns]
   header += ['top-5 error (%)'] * top5
   train = all(train_error(run) is not None for run in runs)
   header += ['train error (%)'] * train
@@ -197,7 +246,13 @@ def markdown_table(
   for key, group in variants:
     row = [key[0], *(str(group[0]['flat_config'].get(f)) for f in fields)]
     row += [_si(group[0]['num_params']), _si(group[0]['macs']), str(len(group))]
-    row.append(_pm([_error(run, 'top1') for run in group]))
+    errors = [_error(run, 'top1') for run in group]
+    cells = [(_pm(errors), statistics.fmean(errors))]
+    cells.append((f'{statistics.median(errors):.2f}', statistics.median(errors)))
+    if statistic == 'best':
+      cells.append((f'{min(errors):.2f}', min(errors)))
+    cells[marked] = (_reported(*cells[marked], fail_above), cells[marked][1])
+    row += [text for text, _ in cells]
     if top5:
       row.append(_pm([_error(run, 'top5') for run in group]))
     if train:
@@ -210,7 +265,12 @@ def markdown_table(
     f'{", ".join(datasets)}, {"/".join(map(str, steps))} steps; error on the '
     f'{runs[0]["flat_config"]["eval_split"]} split after the last step'
     + (', training error over the last log window' if train else '')
-    + ', mean ± sample std over seeds; MACs of one forward pass of one image.'
+    + ', mean ± sample std, median'
+    + ' and best (lowest)' * (statistic == 'best')
+    + ' over seeds'
+    + ("; (paper): the paper's statistic" if marked or fail_above is not None else '')
+    + (f", 'fail' above {fail_above:g}% error" if fail_above is not None else '')
+    + '; MACs of one forward pass of one image.'
   )
   return '\n'.join(lines) + '\n'
 
@@ -369,10 +429,17 @@ def plot_responses(
 
 
 def write_report(
-  workdir: str, plots: bool = True, responses: bool = False, response_images: int = 500
+  workdir: str,
+  plots: bool = True,
+  responses: bool = False,
+  response_images: int = 500,
+  statistic: str = 'mean',
+  fail_above: float | None = None,
 ) -> list[str]:
   """Writes results.csv, results.md and (if `plots`) the PNGs; with `responses` also
-  responses.csv and (if `plots`) responses.png. Returns the paths written."""
+  responses.csv and (if `plots`) responses.png. Returns the paths written. `statistic` and
+  `fail_above`: see `markdown_table` (a sweep file's, from `sweep_statistic`)."""
+  check_statistic(statistic, fail_above)
   if plots:
     try:
       import matplotlib
@@ -402,7 +469,7 @@ def write_report(
   root = epath.Path(workdir)
   written = [root / 'results.csv', root / 'results.md']
   write_csv(written[0], runs, fields)
-  table = markdown_table(variants, fields)
+  table = markdown_table(variants, fields, statistic, fail_above)
   if unfinished:
     table += f'\nNot finished, left out: {", ".join(unfinished)}.\n'
   written[1].write_text(table)
@@ -435,14 +502,20 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   try:
-    written = write_report(FLAGS.workdir, FLAGS.plots, FLAGS.responses, FLAGS.response_images)
-  except ReportError as e:
+    statistic, fail_above = sweep_statistic(FLAGS.sweep) if FLAGS.sweep else ('mean', None)
+    written = write_report(
+      FLAGS.workdir, FLAGS.plots, FLAGS.responses, FLAGS.response_images, statistic, fail_above
+    )
+  except (ReportError, FileNotFoundError) as e:
     sys.exit(f'Error: {e}')
   print('Wrote', ', '.join(written))
 
 
 if __name__ == '__main__':
   flags.DEFINE_string('workdir', None, 'Directory of the runs (one sub-directory each).')
+  flags.DEFINE_string(
+    'sweep', None, "The runs' sweep file: its STATISTIC and FAIL_ABOVE say what its paper reports."
+  )
   flags.DEFINE_bool('plots', True, 'Write the PNG plots (needs matplotlib).')
   flags.DEFINE_bool(
     'responses', False, "He 2015 Fig. 7: std of each 3x3 layer's response, from the checkpoints."

@@ -545,7 +545,7 @@ def run_sweep() -> None:
     )
   print(
     f'All {len(points)} points finished. Next: python -m resnet_jax.report '
-    f'--workdir={FLAGS.workdir}'
+    f'--workdir={FLAGS.workdir} --sweep={FLAGS.sweep}'
   )
 
 

@@ -55,6 +55,7 @@ RESUMABLE_CHANGES = frozenset(
     'eval_image_size',
     'eval_crop_fraction',
     'eval_sizes',
+    'eval_max_aspect',
   }
 )
 

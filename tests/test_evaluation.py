@@ -79,6 +79,17 @@ def test_multiscale_averages_the_softmax_over_sizes(state):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_whole_image_multiscale_canvases_hold_images_up_to_the_max_aspect():
+  config = quickstart.get_config()
+  config.eval_protocol, config.eval_sizes = 'multiscale', (224, 256)
+  assert data.eval_images(config) == (data.EvalImage(224, 224), data.EvalImage(256, 256))
+  config.eval_max_aspect = 2.0
+  assert data.eval_images(config) == (
+    data.EvalImage(224, 448, whole=True),
+    data.EvalImage(256, 512, whole=True),
+  )
+
+
 def _digits(config, protocol, **fields):
   config.eval_protocol = protocol
   for name, value in fields.items():
@@ -184,6 +195,10 @@ def test_long_evaluation_logs_its_progress(state, monkeypatch, caplog):
     ({'eval_protocol': 'tencrop'}, "Unknown config.eval_protocol='tencrop'.*center, 10crop"),
     ({'eval_protocol': 'multiscale'}, r'needs positive image sides in config.eval_sizes, got \(\)'),
     ({'eval_crop_fraction': 1.2}, r'eval_crop_fraction=1.2 must be in \(0, 1\]'),
+    (
+      {'eval_protocol': 'multiscale', 'eval_sizes': (224,), 'eval_max_aspect': 0.5},
+      'eval_max_aspect=0.5 must be at least 1',
+    ),
   ],
 )
 def test_invalid_protocol_settings_say_what_is_valid(fields, message):
@@ -208,6 +223,8 @@ images = {
   '10crop': rng.standard_normal((32, 12, 12, 1), np.float32),
   'multiscale': tuple(rng.standard_normal((32, s, s, 1), np.float32) for s in (8, 12)),
 }
+images['multiscale_whole'] = images['multiscale']
+sizes = tuple(rng.integers(s // 2, s + 1, (32, 2)).astype(np.int32) for s in (8, 12))
 labels = rng.integers(0, 10, 32).astype(np.int32)
 mask = (np.arange(32) < 27).astype(np.float32)  # Padding at the end, as in a last batch.
 results = {}
@@ -216,8 +233,11 @@ for devices in (jax.devices()[:1], jax.devices()):
   state = train.create_train_state(
     model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), NamedSharding(mesh, P()))
   for protocol, image in images.items():
-    config.eval_protocol = protocol
-    eval_data = data.EvalData(lambda: iter([{'image': image, 'label': labels, 'mask': mask}]), 1)
+    config.eval_protocol = protocol.split('_')[0]
+    batch = {'image': image, 'label': labels, 'mask': mask}
+    if protocol == 'multiscale_whole':
+      batch['size'] = sizes
+    eval_data = data.EvalData(lambda batch=batch: iter([batch]), 1)
     results[protocol, len(devices)] = evaluation.evaluate(
       state, evaluation.jit_eval_step(config, mesh), eval_data, NamedSharding(mesh, P('data')))
 for protocol in images:
@@ -231,8 +251,120 @@ print('EQUAL')
 
 @pytest.mark.slow
 def test_ten_crop_and_multiscale_on_eight_devices_equal_one_device():
+  """Whole-image multi-scale too: each device masks its own images' padding."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   result = subprocess.run(
     [sys.executable, '-c', _EIGHT_DEVICES_CHECK], cwd=REPO, env=env, capture_output=True, text=True
   )
   assert result.returncode == 0 and 'EQUAL' in result.stdout, result.stderr[-3000:]
+
+
+def _perturbed(state):
+  """`state` with running statistics away from 0 and 1, so that padding read as image shows."""
+
+  def perturb(path, x):
+    noise = jax.random.normal(jax.random.key(len(path)), x.shape)
+    return x * jnp.exp(0.3 * noise) if path[-1].key == 'var' else x + 0.3 * noise
+
+  stats = jax.tree_util.tree_map_with_path(perturb, state.batch_stats)
+  variables = {'params': state.params, 'batch_stats': stats}
+  return lambda x: state.apply_fn(variables, x, train=False).astype(jnp.float32)
+
+
+def _canvas(images, side):
+  canvas = np.zeros((len(images), side, side, images[0].shape[-1]), np.float32)
+  for i, image in enumerate(images):
+    canvas[i, : image.shape[0], : image.shape[1]] = image
+  return canvas, np.array([image.shape[:2] for image in images], np.int32)
+
+
+@pytest.mark.parametrize(
+  'model_name', ['cifar_resnet8', pytest.param('iresnet18', marks=pytest.mark.slow)]
+)
+def test_padded_whole_images_give_the_logits_of_each_image_alone(model_name):
+  """Masked padding: as if each image ran unpadded, whatever the layer (iresnet18: a 7x7/2 stem,
+  max-pools, pooled projection shortcuts)."""
+  model = models.create_model(model_name, num_classes=10)
+  sharding = NamedSharding(train.make_mesh(), P())
+  state = train.create_train_state(
+    model, optax.sgd(0.1), jax.random.key(0), (1, 32, 32, 3), sharding
+  )
+  apply = _perturbed(state)
+  rng = np.random.default_rng(0)
+  images = [rng.standard_normal((h, w, 3), np.float32) for h, w in ((21, 32), (32, 13), (25, 25))]
+  canvas, sizes = _canvas(images, 32)
+  got = jax.jit(lambda x, s: evaluation.whole_image_logits(apply, x, s))(canvas, sizes)
+  alone = np.concatenate([apply(image[None]) for image in images])
+  np.testing.assert_allclose(got, alone, rtol=1e-4, atol=1e-4 * np.abs(alone).max())
+  assert not np.allclose(apply(canvas), alone, atol=1e-2 * np.abs(alone).max())  # Unmasked.
+
+
+@pytest.mark.slow
+def test_whole_image_multiscale_classifies_each_whole_image_at_each_size(tmp_path, monkeypatch):
+  """ImageNet-like images of several shapes: the protocol's softmax is the mean over sizes of each
+  whole image run alone, and differs from the central squares'."""
+  import tensorflow_datasets as tfds
+
+  from configs import resnet50
+  from resnet_jax import input_pipeline
+
+  monkeypatch.setattr(tfds.core.DatasetBuilder, 'is_prepared', lambda self: True)
+  config = resnet50.get_config()
+  config.data_dir, config.image_size = str(tmp_path), 16
+  config.eval_protocol, config.eval_sizes, config.eval_max_aspect = 'multiscale', (16, 24), 2.0
+  batches = {}
+  with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
+    builder = input_pipeline.get_builder(config)
+    splits = [
+      tfds.core.SplitInfo(name=s, shard_lengths=[8], num_bytes=0) for s in ('train', 'validation')
+    ]
+    builder.info.set_splits(tfds.core.SplitDict(splits))
+    for aspect in (2.0, 1.0):
+      config.eval_max_aspect = aspect
+      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, data.eval_images(config))
+      batches[aspect] = next(iter(start_pass()))
+  whole, square = batches[2.0], batches[1.0]
+  assert [x.shape[1:3] for x in whole['image']] == [(32, 32), (48, 48)]
+  assert len({tuple(s) for s in whole['size'][0]}) > 1  # Images of several shapes.
+
+  model = models.create_model('cifar_resnet8', num_classes=10)
+  state = train.create_train_state(
+    model, optax.sgd(0.1), jax.random.key(0), (1, 16, 16, 3), NamedSharding(train.make_mesh(), P())
+  )
+  apply = _perturbed(state)
+  got = jnp.exp(evaluation.log_probabilities(apply, whole['image'], 'multiscale', 0, whole['size']))
+  expected = []
+  for i in range(4):  # Each image shape compiles the network anew.
+    views = []
+    for canvas, sizes, side, centre in zip(
+      whole['image'], whole['size'], (16, 24), square['image'], strict=True
+    ):
+      h, w = sizes[i]
+      image = canvas[i, :h, :w]
+      top, left = (h - side) // 2, (w - side) // 2
+      # The pipeline's whole image is the one its central square was cut from.
+      np.testing.assert_allclose(image[top : top + side, left : left + side], centre[i], atol=1e-5)
+      views.append(jax.nn.softmax(apply(image[None])[0]))
+    expected.append(np.mean(views, axis=0))
+  np.testing.assert_allclose(got[:4], np.stack(expected), rtol=1e-4, atol=1e-6)
+  central = jnp.exp(evaluation.log_probabilities(apply, square['image'], 'multiscale', 0))
+  assert not np.allclose(got, central, atol=1e-3)
+
+
+def test_whole_image_padding_examples_count_nothing(state):
+  """The pass's padding examples (size 0, mask 0) neither count nor turn the metrics into NaN."""
+  rng = np.random.default_rng(0)
+  images = tuple(rng.standard_normal((3, s, s, 1)).astype(np.float32) for s in (8, 12))
+  sizes = (np.array([[8, 6], [5, 8], [0, 0]], np.int32), np.array([[12, 9], [8, 12], [0, 0]]))
+  batch = {
+    'image': images,
+    'size': sizes,
+    'label': np.array([1, 2, 0], np.int32),
+    'mask': np.array([1, 1, 0], np.float32),
+  }
+  got = _run(state, 'multiscale', batch)
+  assert got['count'] == 2 and all(np.isfinite(float(got[k])) for k in ('loss', 'top1', 'top5'))
+  real_images, real_sizes = tuple(x[:2] for x in images), tuple(s[:2] for s in sizes)
+  log_probs = evaluation.log_probabilities(_apply(state), real_images, 'multiscale', 0, real_sizes)
+  expected = -np.mean(np.asarray(log_probs)[[0, 1], [1, 2]])
+  assert float(got['loss']) == pytest.approx(expected, rel=1e-5)

@@ -3,6 +3,7 @@
 import collections
 import dataclasses
 import hashlib
+import math
 import subprocess
 import sys
 import textwrap
@@ -253,3 +254,126 @@ def test_commands_read_tfds_without_importing_keras(data_dir):
   batch = _first(input_pipeline.train_batches(builder, config, 32))
   digest = hashlib.sha256(batch['image'].tobytes() + batch['label'].tobytes()).hexdigest()
   assert result.stdout.split() == [digest]
+
+
+def _numpy_torchvision_windows(height, width, count, rng):
+  """torchvision's RandomResizedCrop.get_params (scale 0.08-1, ratio 3/4-4/3) transcribed to
+  NumPy, one window [top, left, h, w] per row: the reference the pipeline's sampler must match.
+  The random numbers are drawn up front (float32 as torch's), the attempts loop as torch's do."""
+  log_ratio = np.log(np.array([3 / 4, 4 / 3], np.float32))
+  shares = rng.uniform(0.08, 1.0, (count, 10)).astype(np.float32).tolist()
+  ratios = np.exp(rng.uniform(*log_ratio, (count, 10)).astype(np.float32)).tolist()
+  offsets = rng.random((count, 2)).tolist()
+  windows = []
+  for share, ratio, (u, v) in zip(shares, ratios, offsets, strict=True):
+    for attempt in range(10):
+      area = height * width * share[attempt]
+      w = round(math.sqrt(area * ratio[attempt]))
+      h = round(math.sqrt(area / ratio[attempt]))
+      if 0 < w <= width and 0 < h <= height:  # Offsets uniform in [0, H - h] and [0, W - w].
+        windows.append((int(u * (height - h + 1)), int(v * (width - w + 1)), h, w))
+        break
+    else:  # The central crop, its aspect ratio clamped to [3/4, 4/3].
+      h, w = height, width
+      if width / height < 3 / 4:
+        h = round(w / (3 / 4))
+      elif width / height > 4 / 3:
+        w = round(h * (4 / 3))
+      windows.append(((height - h) // 2, (width - w) // 2, h, w))
+  return np.array(windows)
+
+
+def _pipeline_windows(height, width, count, sampler, seed=0):
+  """`crop_window` for the per-example seeds [seed, i] of i < count, as the pipeline keys them."""
+  import tensorflow as tf
+
+  shape = tf.constant([height, width, 3], tf.int32)
+  ds = tf.data.Dataset.range(count).map(
+    lambda i: input_pipeline.crop_window(shape, tf.stack([tf.constant(seed, tf.int64), i]), sampler)
+  )
+  return next(ds.batch(count).as_numpy_iterator())
+
+
+def _ks(a, b):
+  """Two-sample Kolmogorov-Smirnov statistic: the largest gap between the empirical CDFs."""
+  points = np.concatenate([a, b])
+  cdf_a = np.searchsorted(np.sort(a), points, side='right') / len(a)
+  cdf_b = np.searchsorted(np.sort(b), points, side='right') / len(b)
+  return np.abs(cdf_a - cdf_b).max()
+
+
+def _area_and_aspect(windows, height, width):
+  h, w = windows[:, 2].astype(float), windows[:, 3].astype(float)
+  return h * w / (height * width), w / h
+
+
+@pytest.mark.parametrize('height, width', [(375, 500), (500, 375)], ids=['landscape', 'portrait'])
+def test_torchvision_crop_sampler_matches_torchvision_algorithm(height, width):
+  """Area share and aspect ratio of the crops: KS < 0.02 against a NumPy transcription.
+
+  10,000 pipeline draws against 100,000 reference ones: two samples of 5,000 from one
+  distribution would exceed 0.02 about a quarter of the time, these about once in 1,000.
+  """
+  got = _pipeline_windows(height, width, 10_000, 'torchvision')
+  reference = _numpy_torchvision_windows(height, width, 100_000, np.random.default_rng(0))
+  for g, r, name in zip(
+    _area_and_aspect(got, height, width),
+    _area_and_aspect(reference, height, width),
+    ('area', 'aspect'),
+    strict=True,
+  ):
+    assert _ks(g, r) < 0.02, name
+  # The test tells the samplers apart: TF's crops are smaller (issue 22: KS 0.11 over 5,000).
+  inception = _pipeline_windows(height, width, 5_000, 'inception')
+  area = _area_and_aspect(inception, height, width)[0]
+  assert _ks(area, _area_and_aspect(reference, height, width)[0]) > 0.05
+  top, left, h, w = got.T
+  assert (top >= 0).all() and (left >= 0).all()
+  assert (top + h <= height).all() and (left + w <= width).all()
+  # Offsets uniform over [0, H - h]: their mean share of the free range is 1/2.
+  assert np.mean(top[h < height] / (height - h[h < height])) == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize(
+  'height, width, window',
+  # No draw of 8-100% of the area fits 10 pixels: the central crop of aspect 4/3 (or 3/4).
+  [(10, 1000, (0, 493, 10, 13)), (1000, 10, (493, 0, 13, 10))],
+  ids=['wide', 'tall'],
+)
+def test_torchvision_crop_sampler_falls_back_to_the_clamped_central_crop(height, width, window):
+  windows = _pipeline_windows(height, width, 50, 'torchvision')
+  np.testing.assert_array_equal(windows, np.tile(window, (50, 1)))
+  np.testing.assert_array_equal(
+    _numpy_torchvision_windows(height, width, 1, np.random.default_rng(0))[0], window
+  )
+
+
+def test_torchvision_crop_is_a_function_of_the_seed():
+  first, again = (_pipeline_windows(375, 500, 100, 'torchvision', seed=3) for _ in range(2))
+  other = _pipeline_windows(375, 500, 100, 'torchvision', seed=4)
+  np.testing.assert_array_equal(first, again)
+  assert len({tuple(w) for w in first}) == 100  # Each example its own crop...
+  assert (first != other).any(axis=1).all()  # ...and each epoch seed its own crops.
+
+
+def test_unknown_crop_sampler_is_a_config_error():
+  with pytest.raises(ValueError, match=r"crop_sampler='torch' is not one of 'inception', 'torch"):
+    input_pipeline.crop_window([375, 500, 3], [0, 0], 'torch')
+
+
+def test_torchvision_recipes_use_torchvision_crops():
+  """The official iResNet script's recipe crops as torchvision; TF-based recipes and He 2015's
+  (whose scale augmentation is neither) keep TF's sampler."""
+  from configs import imagenet_he2015, iresnet50, resnet50_b4096, resnet50_lars_b32k
+
+  samplers = {
+    m.__name__.split('.')[-1]: m.get_config().crop_sampler
+    for m in (resnet50, iresnet50, resnet50_b4096, resnet50_lars_b32k, imagenet_he2015)
+  }
+  assert samplers == {
+    'resnet50': 'torchvision',
+    'iresnet50': 'torchvision',
+    'resnet50_b4096': 'inception',
+    'resnet50_lars_b32k': 'inception',
+    'imagenet_he2015': 'inception',
+  }

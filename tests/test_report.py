@@ -1,4 +1,5 @@
-"""The report turns finished runs into a CSV, a mean ± std table per variant, and plots."""
+"""The report turns finished runs into a CSV, a table per variant (mean ± std, median, and the
+statistic the sweep's paper reports), and plots."""
 
 import csv
 import json
@@ -132,12 +133,59 @@ def test_train_error_is_the_last_log_window(tmp_path):
     write_run(tmp_path, name, 'cifar_plain20', seed, 0.9, train_top1=(0.1, last))
   report.write_report(str(tmp_path), plots=False)
   table = (tmp_path / 'results.md').read_text()
-  assert table.splitlines()[0].endswith('| top-1 error (%) | train error (%) |')
-  assert '| 10.00 ± 0.00 | 15.00 ± 7.07 |' in table
+  assert table.splitlines()[0].endswith('| top-1 error (%) | median | train error (%) |')
+  assert '| 10.00 ± 0.00 | 10.00 | 15.00 ± 7.07 |' in table
   assert 'training error over the last log window' in table
   with open(tmp_path / 'results.csv') as f:
     rows = list(csv.DictReader(f))
   assert [float(row['train_error']) for row in rows] == pytest.approx([10.0, 20.0])
+
+
+def write_seeds(workdir, variant, errors):
+  """A variant of cifar_resnet20 (`shortcut` of `variant`) with these test errors (%)."""
+  for seed, error in enumerate(errors):
+    write_run(
+      workdir,
+      f'shortcut={variant}-seed={seed}',
+      'cifar_resnet20',
+      seed,
+      1 - error / 100,
+      model_kwargs={'shortcut': variant},
+    )
+
+
+def test_median_and_the_papers_statistic(tmp_path):
+  """He 2016 reports the median of 5 runs with mean ± std, He 2015 Table 6 the best; He 2016
+  Table 1 reports 'fail' above 20% error."""
+  write_seeds(tmp_path, 'A', (6.0, 7.0, 6.5, 9.0, 6.0))
+  write_seeds(tmp_path, 'B', (88.0, 90.0, 19.0, 90.0, 90.0))
+  report.write_report(str(tmp_path), plots=False)
+  table = (tmp_path / 'results.md').read_text()
+  assert '| top-1 error (%) | median |' in table
+  assert '| 5 | 6.90 ± 1.24 | 6.50 |' in table  # mean ± std, then median
+  report.write_report(str(tmp_path), plots=False, statistic='median', fail_above=20.0)
+  table = (tmp_path / 'results.md').read_text()
+  assert '| top-1 error (%) | median (paper) |' in table
+  assert '| 5 | 6.90 ± 1.24 | 6.50 |' in table
+  assert '| 5 | 75.40 ± 31.54 | fail (90.00) |' in table
+  assert "'fail' above 20% error" in table
+  report.write_report(str(tmp_path), plots=False, statistic='best')
+  table = (tmp_path / 'results.md').read_text()
+  assert '| top-1 error (%) | median | best (paper) |' in table
+  assert '| 5 | 6.90 ± 1.24 | 6.50 | 6.00 |' in table
+  assert '| 5 | 75.40 ± 31.54 | 90.00 | 19.00 |' in table
+  with pytest.raises(report.ReportError, match="STATISTIC='average' is not one of"):
+    report.write_report(str(tmp_path), plots=False, statistic='average')
+
+
+def test_sweep_files_declare_their_papers_statistic():
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  statistic = lambda name: report.sweep_statistic(f'{repo}/experiments/{name}.py')  # noqa: E731
+  assert statistic('he2016_table1_shortcuts') == ('median', 20.0)
+  for name in ('he2016_table2_activations', 'he2016_table3_cifar'):
+    assert statistic(name) == ('median', None)
+  assert statistic('he2015_table6_cifar_depths') == ('best', None)
+  assert statistic('digits_ablation') == ('mean', None)
 
 
 def test_plots_without_matplotlib_fail_clearly(runs_dir, monkeypatch):

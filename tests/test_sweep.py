@@ -23,12 +23,19 @@ SHIPPED = {
   'he2015_table2_plain_vs_resnet_imagenet': 4,
   'he2015_fig6_cifar_plain_vs_resnet': 2 * 5,  # plain and ResNet x depths
   'he2015_table3_shortcuts': 7,
+  'he2015_table4_multiscale': 5,
   'he2015_table6_cifar_depths': 4 + 5 + 1,  # one run per depth, 5 at 110 layers
-  'he2016_table1_shortcuts': 8 * 5,  # shortcuts x seeds
+  'he2016_table1_shortcuts': 16 * 5,  # shortcuts (b_g = 0 ... -5 one each) x seeds
   'he2016_table2_activations': 2 * 5 * 5,  # depths x units x seeds
-  'he2016_table3_cifar': 2 * 2 * 2 * 3,  # datasets x depths x units x seeds
+  'he2016_table3_cifar': 6 * 2 * 5,  # networks x units x seeds
+  'he2016_table4_cifar_batch64': 5 * 5,  # networks x seeds
+  'he2016_table5_imagenet_320': 2 * 2,  # depths x units
+  'he2016_sec5_imagenet_bn_after_addition': 2,
   'duta2020_imagenet': 3 * 4,  # families x depths
+  'duta2020_imagenet_deep': 2,
+  'duta2020_resgroup_imagenet': 4 * 3,  # families x depths
   'duta2020_cifar_depths': 3 * 4 * 3 + 3 * 2,  # 3 seeds up to 1001 layers, 1 at 1202 and 3002
+  'duta2020_cifar100_depths': 3 * 4 * 3 + 3 * 2,
 }
 
 

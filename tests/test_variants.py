@@ -122,6 +122,80 @@ def test_he2016_fig4_unit_orderings(activation):
   assert model.final_norm == (activation == 'full_preactivation')
 
 
+def test_he2016_fig4d_projections_are_preactivated():
+  """He 2016, Appendix: "when pre-activation is used, these projection shortcuts are also with
+  pre-activation": ReLU-only pre-activation feeds relu(x) to a projection, x to an identity."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
+  module = unit(blocks.ReLUPreActBlock, shortcut_kind='conv_bn')
+  variables = random_params(module, x)
+  params = variables['params']
+  conv, bn = reference_ops(params)
+  relu = jax.nn.relu
+  residual = bn('bn2', conv('conv2', relu(bn('bn1', conv('conv1', relu(x))))))
+  expected = residual + bn('shortcut_bn', conv('shortcut_conv', relu(x)))
+  np.testing.assert_allclose(module.apply(variables, x), expected, rtol=1e-5, atol=1e-5)
+  # In ResNet-164 (option B): every stage's first unit projects what its residual branch sees.
+  model = create_model('cifar_resnet164', shortcut='B', activation='relu_preactivation')
+  firsts = [s.runs[0].block.keywords['shortcut_kind'] for s in model.stages]
+  assert firsts == ['conv_bn'] * 3
+
+
+def one_layer_reference(activation, params, x):
+  """He 2016 Table 3's "ResNet-110(1layer)": each shortcut skips one 3x3 convolution."""
+  conv, bn = reference_ops(params)
+  if activation == 'original':
+    return jax.nn.relu(bn('bn1', conv('conv1', x)) + x)
+  return conv('conv1', jax.nn.relu(bn('bn1', x))) + x
+
+
+@pytest.mark.parametrize('activation', ['original', 'full_preactivation'])
+def test_he2016_one_layer_units(activation):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
+  module = unit(ACTIVATIONS[activation], one_layer=True)
+  variables = random_params(module, x)
+  np.testing.assert_allclose(
+    module.apply(variables, x),
+    one_layer_reference(activation, variables['params'], x),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  # 110 layers are 3 x 36 one-layer units: the 108 3x3 convolutions of ResNet-110's 54
+  # two-layer units, so the same parameters (1.7 M, option A).
+  model = create_model('cifar_resnet110', block='one_layer', activation=activation)
+  assert [[run.count for run in s.runs] for s in model.stages] == [[None, 35]] * 3
+  assert num_params('cifar_resnet110', block='one_layer', activation=activation) == 1_727_962
+  assert num_params('cifar_resnet20', block='one_layer') == num_params('cifar_resnet20')
+  with pytest.raises(ValueError, match='depth must be 3n\\+2'):
+    create_model('cifar_resnet110', block='one_layer', depth=111)
+  with pytest.raises(ValueError, match="block='one_layer'"):
+    create_model('cifar_iresnet110', block='one_layer')
+
+
+def test_he2016_dropout_shortcut_is_not_rescaled():
+  """He 2016 Sec. 3.1: dropout "statistically imposes a scale of lambda with an expectation of
+  0.5 on the shortcut": kept values are not doubled in training, the test shortcut is 0.5 x."""
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
+  dropped = unit(blocks.ModulatedShortcutBlock, modulation='dropout')
+  variables = random_params(dropped, x)
+  conv, bn = reference_ops(variables['params'])
+  residual = bn('bn2', conv('conv2', jax.nn.relu(bn('bn1', conv('conv1', x)))))
+  np.testing.assert_allclose(
+    dropped.apply(variables, x), jax.nn.relu(0.5 * x + residual), rtol=1e-5, atol=1e-5
+  )
+  # Training: h = mask * x, each element kept (not doubled) or zeroed; the residual branch then
+  # uses batch statistics, so compare the shortcut through a unit whose branch is zero.
+  zero = jax.tree.map(jnp.zeros_like, variables['params'])
+  shortcut_only = {**variables, 'params': zero}
+  for modulation, kept in (('dropout', 1.0), ('inverted_dropout', 2.0)):
+    training = unit(blocks.ModulatedShortcutBlock, modulation=modulation).clone(train=True)
+    out, _ = training.apply(
+      shortcut_only, jnp.abs(x), rngs={'dropout': jax.random.key(2)}, mutable=['batch_stats']
+    )
+    ratio = np.asarray(out / jnp.abs(x))
+    assert set(np.round(np.unique(ratio), 5)) == {0.0, kept}, modulation
+    assert 0.3 < np.mean(ratio == 0) < 0.7
+
+
 def table1_reference(modulation, params, x, options):
   """He 2016 Fig. 2: relu(a * h(x) + b * F(x)), h(x) = x, g(x) = sigmoid(conv1x1(x) + b_g)."""
   conv, bn = reference_ops(params)
@@ -167,14 +241,14 @@ def test_he2016_table1_gates_and_dropout_in_resnet110():
   assert baseline == 1_727_962
   for modulation in ('exclusive_gating', 'shortcut_only_gating'):
     assert num_params('cifar_resnet110', modulation=modulation) == baseline + gate_params
-  for modulation in ('constant_scaling', 'dropout'):
+  for modulation in ('constant_scaling', 'dropout', 'inverted_dropout'):
     assert num_params('cifar_resnet110', modulation=modulation) == baseline
   # 1x1 convolutional shortcut: He 2015's option C, a projection in every unit.
   assert set(shortcut_kinds('cifar_resnet110', shortcut='C')) == {'conv_bn'}
-  # Dropout (0.5) on the shortcut: in training only.
+  # Inverted dropout (0.5) on the shortcut: the identity at test, random in training.
   x = jax.random.normal(jax.random.key(0), (2, 6, 6, FEATURES))
   dropped, plain = (
-    unit(blocks.ModulatedShortcutBlock, modulation='dropout'),
+    unit(blocks.ModulatedShortcutBlock, modulation='inverted_dropout'),
     unit(blocks.PostActBlock),
   )
   variables = random_params(plain, x)
@@ -228,10 +302,16 @@ VARIANTS = {
   'exclusive_gating': ('cifar_resnet8', dict(modulation='exclusive_gating')),
   'shortcut_only_gating': ('cifar_resnet8', dict(modulation='shortcut_only_gating')),
   'dropout_shortcut': ('cifar_resnet8', dict(modulation='dropout')),
+  'inverted_dropout_shortcut': ('cifar_resnet8', dict(modulation='inverted_dropout')),
   'conv_shortcut': ('cifar_resnet8', dict(shortcut='C')),
   'bn_after_addition': ('cifar_resnet8', dict(activation='bn_after_addition')),
   'relu_before_addition': ('cifar_resnet8', dict(activation='relu_before_addition')),
   'relu_preactivation': ('cifar_resnet8', dict(activation='relu_preactivation')),
+  'relu_preactivation_projections': (
+    'cifar_resnet8',
+    dict(activation='relu_preactivation', shortcut='B'),
+  ),
+  'one_layer_units': ('cifar_resnet11', dict(block='one_layer')),
   'full_preactivation': ('cifar_resnet8', dict(activation='full_preactivation')),
   'improved_shortcut': ('cifar_resnet8', dict(shortcut='improved')),
   'resstage': ('cifar_resstage14', {}),

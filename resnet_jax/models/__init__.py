@@ -61,7 +61,8 @@ IMAGENET_STAGE_SIZES = {
 # CIFAR: bottlenecks from this depth up where the depth allows both (He 2016: 110 basic, 164
 # bottleneck).
 CIFAR_BOTTLENECK_FROM = 164
-BLOCKS = ('basic', 'bottleneck')
+# 'one_layer': a single 3x3 convolution per unit, He 2016 Table 3's "ResNet-110(1layer)".
+BLOCKS = ('basic', 'bottleneck', 'one_layer')
 # He 2015's shortcut options: A zero-pads where the shape changes, B projects there, C projects
 # in every block.
 SHORTCUT_OPTIONS = ('A', 'B', 'C')
@@ -79,6 +80,7 @@ class Dims:
   groups: tuple[int, ...]
   strides: tuple[int, ...]
   bottleneck: bool
+  one_layer: bool = False
 
 
 def imagenet_dims(family: str, depth: int, *, groups: int = 1, width_per_group: int = 64) -> Dims:
@@ -133,10 +135,11 @@ def cifar_dims(family: str, depth: int, *, block: str | None = None, base_width:
   """He 2015's CIFAR layout: a 3x3 stem of `base_width` channels, three stages of n blocks and
   base_width x (1, 2, 4) channels (x4 at the output of bottlenecks), strides 1, 2, 2.
 
-  Basic blocks have 2 layers, bottlenecks 3; with the stem and the classifier that is depth 6n+2
-  or 9n+2. With `block=None`, a 9n+2 depth gets bottlenecks if it is at least 164 (He 2016's
-  ResNet-164 and -1001) or not also 6n+2; every other 6n+2 depth basic blocks (He 2015's
-  20 ... 1202; 3002).
+  Basic blocks have 2 layers, bottlenecks 3, one-layer units 1 (`block='one_layer'`, He 2016's
+  "ResNet-110(1layer)", in which "each shortcut skips only 1 layer"); with the stem and the
+  classifier that is depth 6n+2, 9n+2 or 3n+2. With `block=None`, a 9n+2 depth gets bottlenecks
+  if it is at least 164 (He 2016's ResNet-164 and -1001) or not also 6n+2; every other 6n+2
+  depth basic blocks (He 2015's 20 ... 1202; 3002).
   """
   check_choice('block', block, (*BLOCKS, None))
   basic_ok = (depth - 2) % 6 == 0 and depth > 2
@@ -144,7 +147,7 @@ def cifar_dims(family: str, depth: int, *, block: str | None = None, base_width:
   if block is None:
     bottleneck_ok &= depth >= CIFAR_BOTTLENECK_FROM or not basic_ok
     block = 'bottleneck' if bottleneck_ok else 'basic'
-  layers = 6 if block == 'basic' else 9
+  layers = {'basic': 6, 'bottleneck': 9, 'one_layer': 3}[block]
   if (depth - 2) % layers or depth <= 2:
     raise errors.ConfigError(
       f'{family} cannot have depth {depth} with {block} blocks: the depth must be {layers}n+2 '
@@ -160,6 +163,7 @@ def cifar_dims(family: str, depth: int, *, block: str | None = None, base_width:
     groups=(1, 1, 1),
     strides=(1, 2, 2),
     bottleneck=block == 'bottleneck',
+    one_layer=block == 'one_layer',
   )
 
 
@@ -296,6 +300,7 @@ def resnet(
   block = functools.partial(
     block_cls or unit,
     bottleneck=dims.bottleneck,
+    one_layer=dims.one_layer,
     stride_in_1x1=stride_in_1x1,
     zero_init_last=zero_init_residual,
     **unit_options,
@@ -333,7 +338,10 @@ def preact_resnet(
     return dict(preact='none' if i == 0 and stem.norm else 'shared')
 
   block = functools.partial(
-    block_cls or PreActBlock, bottleneck=dims.bottleneck, stride_in_1x1=stride_in_1x1
+    block_cls or PreActBlock,
+    bottleneck=dims.bottleneck,
+    one_layer=dims.one_layer,
+    stride_in_1x1=stride_in_1x1,
   )
   stages = _first_rest(dims, block, shortcut, 'conv', first)
   return ResNet(stem, stages, final_norm=True, final_act=True, **options)
@@ -360,6 +368,11 @@ def resstage(
   `StageBlock`).
   """
   check_choice('shortcut', shortcut, ('B', 'improved'))
+  if dims.one_layer:
+    raise errors.ConfigError(
+      "block='one_layer' builds He 2016's one-layer units, which ResStage and iResNet do not "
+      "have; use block='basic' or 'bottleneck'."
+    )
   if min(dims.sizes) < 2:
     raise errors.ConfigError(
       f'Blocks per stage {dims.sizes}: every stage of a ResStage network needs a start and an '

@@ -128,6 +128,7 @@ class Dropout(nn.Module):
 
 ShortcutKind = Literal['identity', 'zero_pad', 'conv', 'conv_bn', 'pool', 'pool_conv_bn', 'none']
 SHORTCUT_KINDS: tuple[str, ...] = get_args(ShortcutKind)
+PROJECTIONS = ('conv', 'conv_bn', 'pool_conv_bn')  # the shortcut kinds with a convolution
 
 
 def shortcut_path(
@@ -174,6 +175,7 @@ class ResidualBlock(nn.Module):
   width: int = 0  # inner channels of a bottleneck
   groups: int = 1  # groups of the bottleneck's 3x3 convolution (ResNeXt)
   bottleneck: bool = False
+  one_layer: bool = False  # a single 3x3 convolution (He 2016 Table 3's "ResNet-110(1layer)")
   stride_in_1x1: bool = False  # bottleneck stride on the first 1x1 (2015 paper) not the 3x3
   shortcut_kind: ShortcutKind = 'identity'  # see `shortcut_path`
   zero_init_last: bool = False  # the branch's last BN (if it has one) starts at scale 0
@@ -184,6 +186,8 @@ class ResidualBlock(nn.Module):
 
   def convs(self) -> list[tuple[int, int, int, int]]:
     """(features, kernel_size, strides, groups) of each convolution of the residual branch."""
+    if self.one_layer:
+      return [(self.features, 3, self.strides, 1)]
     if not self.bottleneck:
       return [(self.features, 3, self.strides, 1), (self.features, 3, 1, 1)]
     s1, s3 = (self.strides, 1) if self.stride_in_1x1 else (1, self.strides)
@@ -233,14 +237,23 @@ class ReLUBeforeAdditionBlock(ResidualBlock):
 
 
 class ReLUPreActBlock(ResidualBlock):
-  """He 2016 Fig. 4(d), ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, add."""
+  """He 2016 Fig. 4(d), ReLU-only pre-activation: ReLU-conv-BN ... ReLU-conv-BN, add.
+
+  A projection shortcut takes the activated input too: "when pre-activation is used, these
+  projection shortcuts are also with pre-activation" (He 2016, Appendix). Identity and
+  zero-padding shortcuts carry the raw input.
+  """
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    return self.last_norm(self.conv_norm_act(self.act(x))) + self.shortcut(x)
+    y = self.act(x)
+    projects = self.shortcut_kind in PROJECTIONS
+    return self.last_norm(self.conv_norm_act(y)) + self.shortcut(y if projects else x)
 
 
-Modulation = Literal['constant_scaling', 'exclusive_gating', 'shortcut_only_gating', 'dropout']
+Modulation = Literal[
+  'constant_scaling', 'exclusive_gating', 'shortcut_only_gating', 'dropout', 'inverted_dropout'
+]
 
 
 class ModulatedShortcutBlock(ResidualBlock):
@@ -254,7 +267,13 @@ class ModulatedShortcutBlock(ResidualBlock):
                             stride) and b_g its bias (`gate_bias`), initialised to
                             `gate_bias_init` (the paper's best: -6).
     'shortcut_only_gating': a = 1 - g(x), b = 1.
-    'dropout':              a = dropout of rate `shortcut_dropout` (0.5 in the paper), b = 1.
+    'dropout':              a = a keep mask of rate 1 - `shortcut_dropout` in training, the
+                            constant 1 - `shortcut_dropout` at test (0.5 in the paper), b = 1:
+                            "Dropout statistically imposes a scale of lambda with an expectation
+                            of 0.5 on the shortcut" (He 2016, Sec. 3.1), not rescaled.
+    'inverted_dropout':     as 'dropout', with the kept values divided by the keep rate in
+                            training and the identity at test (nn.Dropout's convention), so that
+                            the shortcut's expectation stays 1.
 
   The 1x1-convolution shortcut of the same table is He 2015's option C (`shortcut='C'`).
   """
@@ -274,8 +293,11 @@ class ModulatedShortcutBlock(ResidualBlock):
     h, f = self.shortcut(x), self.last_norm(self.conv_norm_act(x))
     if self.modulation == 'constant_scaling':
       return self.act(self.shortcut_scale * h + self.residual_scale * f)
-    if self.modulation == 'dropout':
-      return self.act(Dropout(self.shortcut_dropout, deterministic=not self.train)(h) + f)
+    if self.modulation in ('dropout', 'inverted_dropout'):
+      h = Dropout(self.shortcut_dropout, deterministic=not self.train)(h)
+      if self.modulation == 'dropout':  # mask * h in training, (1 - rate) * h at test
+        h = (1 - self.shortcut_dropout) * h
+      return self.act(h + f)
     g = self.conv(self.features, 1, self.strides, name='gate_conv')(x)
     bias = self.param('gate_bias', nn.initializers.constant(self.gate_bias_init), (self.features,))
     g = nn.sigmoid(g + bias.astype(g.dtype))
