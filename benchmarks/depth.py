@@ -57,5 +57,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_huge_pages('benchmarks.depth')
+  host_memory.reexec_with_huge_pages()
   app.run(main)

@@ -303,5 +303,5 @@ def _cpu_name() -> str:
 
 
 if __name__ == '__main__':
-  host_memory.reexec_with_huge_pages('benchmarks.throughput')
+  host_memory.reexec_with_huge_pages()
   app.run(main)

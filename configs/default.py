@@ -17,7 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
   # cifar_resnet110. Lets one config file and one sweep axis cover a family's depths.
   config.depth = 0
   # Extra keyword arguments for `create_model` (e.g. shortcut='B', zero_init_residual=True).
-  # Config files add the fields their sweeps vary, so overrides name real fields.
+  # Any option of the chosen model can be given, `--config.model_kwargs.dropout_rate=0.2`;
+  # one it does not take is an error that lists those it does (`models.model_options`).
   config.model_kwargs = ml_collections.ConfigDict()
   # Compute dtype of convolutions and dense layers: 'float32', 'bfloat16', or 'auto' (bfloat16
   # on GPU/TPU, float32 on CPU). Parameters, BatchNorm statistics, softmax and loss always

@@ -13,6 +13,7 @@ This is the only module that imports TensorFlow.
 
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -52,6 +53,8 @@ def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
       f'--data_dir={builder._data_dir_root}` once (or pass --config.data_dir=DIR where it is '  # noqa: SLF001
       'already prepared).'
     )
+  # tqdm's bars are carriage returns and escape codes in a log file: bars on a terminal only.
+  tfds.display_progress_bar(sys.stderr.isatty())
   try:
     builder.download_and_prepare()
   except FileExistsError:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from resnet_jax import errors, host_memory
+from resnet_jax import errors, fields, host_memory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and summary.json.')
@@ -66,6 +66,8 @@ def _unknown_field_message(argv: Sequence[str], error: Exception) -> str:
 
 def parse_flags(argv: Sequence[str]) -> Sequence[str]:
   """absl's flag parsing, with each mistake reported in one paragraph instead of a traceback."""
+  argv, model_kwargs = fields.split_model_kwargs(argv)
+  sys.argv = argv  # config_flags reads the overrides from sys.argv when it loads the file.
   try:
     remaining = FLAGS(argv)
     if FLAGS.config is None or FLAGS.workdir is None:
@@ -78,6 +80,10 @@ def parse_flags(argv: Sequence[str]) -> Sequence[str]:
   except (OSError, ImportError, SyntaxError) as error:
     cause = str(error).strip().splitlines()[-1].strip()
     _fail(f'cannot load the config file {FLAGS["config"].serialize()}: {cause}.')
+  try:
+    fields.set_model_kwargs(FLAGS.config, model_kwargs)
+  except errors.ConfigError as error:
+    _fail(str(error))
   return remaining
 
 
@@ -85,6 +91,9 @@ def quiet_third_party_logs() -> None:
   """Drops other libraries' INFO lines, and cuts their warnings and errors to one line each (a
   failed save makes Orbax log hundreds of lines of tracebacks from its background threads).
   This project's lines and clu's progress lines stay whole; the failure itself reaches main."""
+  # TensorFlow's C++ INFO lines (CPU features, tf.data); read when TensorFlow loads, after this.
+  # Its oneDNN notice is printed as its libraries load, before this setting applies.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')
   own = [os.path.dirname(os.path.abspath(__file__))]
   clu = importlib.util.find_spec('clu')
   own += list(clu.submodule_search_locations) if clu else []
@@ -122,10 +131,14 @@ def skip_keras_import() -> None:
   """Stops TensorFlow from importing all of Keras when it loads (1.5 s of each start).
 
   TensorFlow's own import loads Keras (and with it scipy, scikit-learn and matplotlib) for
-  SavedModel registrations that TFDS reading never needs. It skips that when told to use the
-  legacy `tf_keras` package and the package is absent; `tf.keras` is then unavailable, which the
-  processes of this project's commands never use. Set for those commands only, before the
-  restart for huge pages, so the restarted process and the processes it starts inherit it.
+  SavedModel registrations that TFDS reading never needs: `tensorflow/__init__.py` imports
+  `keras.src.optimizers`, or `tf_keras.src.optimizers` under `TF_USE_LEGACY_KERAS`, and ignores an
+  ImportError (its comment cites b/196254385; import time: tensorflow/tensorflow#37729). No
+  option turns that import off, so this names the legacy package while it is absent; `tf.keras`
+  is then unavailable, which the processes of this project's commands never use.
+  tests/test_input_pipeline.py fails if a TensorFlow release imports Keras anyway or fails.
+  Set for those commands only, before the restart for huge pages, so the restarted process and
+  the processes it starts inherit it.
   """
   if importlib.util.find_spec('tf_keras') is None:
     os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
@@ -183,5 +196,5 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   skip_keras_import()
-  host_memory.reexec_with_huge_pages('resnet_jax.main')
+  host_memory.reexec_with_huge_pages()
   app.run(main, flags_parser=parse_flags)

@@ -31,7 +31,9 @@ def _tensorflow_summary_writer(logdir: str):
 
 
 # clu's metric_writers package imports its TensorFlow summary writer, and so TensorFlow, when
-# it is imported. Its stand-in imports TensorFlow only when a writer is made.
+# it is imported (also through clu.periodic_actions), and has no option against it: a lazy import
+# is proposed upstream in google/CommonLoopUtils#358. Its stand-in imports TensorFlow only when a
+# writer is made. tests/test_upstream.py fails when clu changes under it.
 if 'clu.metric_writers' not in sys.modules:
   _lazy = types.ModuleType('clu.metric_writers.summary_writer')
   _lazy.SummaryWriter = _tensorflow_summary_writer

@@ -90,8 +90,8 @@ def _leaf_name(path: tuple) -> str:
 def weight_decay_mask(params: optax.Params) -> optax.Params:
   """False for BatchNorm's scale and bias and every layer's bias (Flax names them so), else True.
 
-  Selected by name, not rank: parameters of stacked blocks (`models.stacking`) carry a leading
-  block axis, so a stacked BatchNorm scale is 2-D.
+  Selected by name, not rank: parameters of stacked blocks (the `nn.scan` of `models.network`)
+  carry a leading block axis, so a stacked BatchNorm scale is 2-D.
   """
   return jax.tree_util.tree_map_with_path(
     lambda path, _: _leaf_name(path) not in ('scale', 'bias'), params

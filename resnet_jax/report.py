@@ -42,9 +42,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 from absl import app, flags
 from etils import epath
+
+from resnet_jax.fields import flatten
 
 
 class ReportError(Exception):
@@ -57,16 +58,6 @@ STATISTICS = ('mean', 'median', 'best')
 # Fields that never make two runs different variants: the seed is what the mean is taken over,
 # and model/depth are shown through the resolved model name.
 _NOT_VARIANT_FIELDS = ('seed', 'model', 'depth')
-
-
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat |= _flatten(value, f'{prefix}{key}.')
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
 
 
 def _read_metrics(path: epath.Path) -> dict[int, dict[str, float]]:
@@ -92,7 +83,7 @@ def load_runs(workdir: str) -> tuple[list[dict[str, Any]], list[str]]:
     if (run_dir / 'summary.json').exists():
       summary = json.loads((run_dir / 'summary.json').read_text())
       summary['name'] = run_dir.name
-      summary['flat_config'] = _flatten(summary['config'])
+      summary['flat_config'] = flatten(summary['config'])
       summary['metrics'] = _read_metrics(run_dir / 'metrics.jsonl')
       runs.append(summary)
     elif (run_dir / 'metrics.jsonl').exists():
@@ -127,10 +118,13 @@ def model_family(model: str) -> str:
 
 def count_macs(run: dict[str, Any]) -> int:
   """Multiply-accumulates of one forward pass of one image, by `resnet_jax.summary`."""
-  from resnet_jax import summary, train  # Imported here: JAX.
+  from resnet_jax import models, summary  # Imported here: JAX.
 
   size, _, channels = run['input_shape']
-  model = train.create_model(ml_collections.ConfigDict(run['config']))
+  config = run['config']
+  model = models.create_model(
+    run['model'], num_classes=config['num_classes'], **config['model_kwargs']
+  )
   return summary.count_macs(model, size, channels)
 
 

@@ -49,6 +49,16 @@ def _macs(jaxpr: jax.extend.core.Jaxpr, prefix: str, totals: dict[str, int], tim
       macs = out_size * math.prod(eqn.invars[0].aval.shape[d] for d in contracting)
     if macs:
       totals[_part(name)] = totals.get(_part(name), 0) + macs * times
+    if eqn.primitive.name == 'cond':
+      # One branch runs: count the costliest (conv_ops' per-platform branches are one
+      # convolution written two ways).
+      branches = []
+      for branch in eqn.params['branches']:
+        branches.append({})
+        _macs(branch.jaxpr, name, branches[-1], times)
+      for part, count in max(branches, key=lambda b: sum(b.values())).items():
+        totals[part] = totals.get(part, 0) + count
+      continue
     inner_times = times * (eqn.params['length'] if eqn.primitive.name == 'scan' else 1)
     for param in eqn.params.values():
       for sub in param if isinstance(param, tuple | list) else (param,):

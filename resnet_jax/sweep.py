@@ -57,7 +57,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from resnet_jax import paths
+from resnet_jax import fields, paths
 
 Overrides = dict[str, Any]
 _SWEEP_KEYS = {'config', 'fixed', 'points'}
@@ -167,6 +167,8 @@ def load_sweep(path: str) -> tuple[str, Overrides, list[Overrides]]:
 
 def _check_fields(config: ml_collections.ConfigDict, overrides: Overrides, where: str) -> None:
   for field in overrides:
+    if field.startswith('model_kwargs.'):
+      continue  # Checked against the point's model (fields.set_model_kwargs).
     node = config
     for i, key in enumerate(field.split('.')):
       if not isinstance(node, ml_collections.ConfigDict) or key not in node:
@@ -184,11 +186,12 @@ def _check_fields(config: ml_collections.ConfigDict, overrides: Overrides, where
 
 def resolve_config(args: Sequence[str]) -> ml_collections.ConfigDict:
   """The config `python -m resnet_jax.main` builds from these arguments (same parser)."""
-  argv = ['resnet_jax.main', *args]
+  argv, model_kwargs = fields.split_model_kwargs(['resnet_jax.main', *args])
   flag_values = flags.FlagValues()
   holder = config_flags.DEFINE_config_file('config', flag_values=flag_values, sys_argv=argv)
   flags.DEFINE_string('workdir', None, 'Run directory.', flag_values=flag_values)
   flag_values(argv)
+  fields.set_model_kwargs(holder.value, model_kwargs)
   return holder.value
 
 

@@ -94,6 +94,6 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == '__main__':
   main_lib.skip_keras_import()
-  host_memory.reexec_with_huge_pages('resnet_jax.sweep_worker')
+  host_memory.reexec_with_huge_pages()
   signal.signal(signal.SIGTERM, _end_worker)
   app.run(main)

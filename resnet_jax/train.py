@@ -239,6 +239,21 @@ def restore_pretrained(state: TrainState, directory: str) -> TrainState:
       f'The checkpoint in {directory!r} does not match the parameters of the configured model '
       f'{state.apply_fn}: check config.model and config.model_kwargs.'
     )
+  mismatched = [
+    ('/'.join(str(getattr(key, 'key', key)) for key in path), np.shape(new), old.shape)
+    for (path, new), old in zip(
+      jax.tree_util.tree_leaves_with_path(restored), jax.tree.leaves(current), strict=True
+    )
+    if np.shape(new) != old.shape
+  ]
+  if mismatched:
+    name, shape, expected = mismatched[0]
+    others = f' (and {len(mismatched) - 1} more arrays)' if len(mismatched) > 1 else ''
+    raise errors.ConfigError(
+      f'The checkpoint in {directory!r} holds {name} of shape {shape}, where the configured '
+      f'model has shape {expected}{others}: check config.num_classes, config.model and '
+      'config.model_kwargs against the run or conversion that wrote it.'
+    )
   restored = jax.tree.map(
     lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), restored, current
   )

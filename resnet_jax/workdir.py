@@ -22,7 +22,7 @@ import ml_collections
 from absl import logging
 from etils import epath
 
-from resnet_jax import errors, paths
+from resnet_jax import errors, fields, paths
 
 LOCK_FILE = 'lock.json'
 CONFIG_FILE = 'config.json'
@@ -186,19 +186,9 @@ def lock(workdir: epath.Path) -> contextlib.AbstractContextManager[None]:
   return _bucket_lock(workdir) if paths.is_url(workdir) else _local_lock(workdir)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
 def changed_fields(recorded: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple]:
   """{field: (recorded value, new value)} for every field a resumed run must keep."""
-  old, new = _flatten(recorded), _flatten(config)
+  old, new = fields.flatten(recorded), fields.flatten(config)
   missing = object()
   changes = {}
   for field in sorted(old.keys() | new.keys()):

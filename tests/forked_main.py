@@ -48,10 +48,11 @@ _server_env: dict[str, str] | None = None
 
 def main_env(env: dict[str, str]) -> dict[str, str]:
   """`env` as main changes it for itself before its libraries load (main.skip_keras_import,
-  host_memory.reexec_with_huge_pages)."""
+  main.quiet_third_party_logs, host_memory.reexec_with_huge_pages)."""
   env = dict(env)
   if importlib.util.find_spec('tf_keras') is None:
     env.setdefault('TF_USE_LEGACY_KERAS', '1')
+  env.setdefault('TF_CPP_MIN_LOG_LEVEL', '1')  # main.quiet_third_party_logs, without --verbose
   tunables = env.get('GLIBC_TUNABLES', '')
   if 'glibc.malloc.hugetlb' not in tunables:
     env['GLIBC_TUNABLES'] = ':'.join(t for t in (tunables, 'glibc.malloc.hugetlb=1') if t)
@@ -77,7 +78,11 @@ def _start_server() -> dict[str, str]:
 
 def stop() -> None:
   """Stops the server and waits for it, so that its CPU time and its runs' count as this
-  process's children (in `time` and `getrusage`)."""
+  process's children (in `time` and `getrusage`).
+
+  multiprocessing has no public way to stop its forkserver (a `stop()` was proposed and
+  declined in python/cpython#81688); `_stop` is the one CPython's own tests use.
+  tests/test_upstream.py fails if it goes."""
   global _server_env
   with _lock:
     if _server_env is not None:
@@ -123,7 +128,11 @@ def _run(command: list[str], env: dict[str, str], cwd: str, stdout: str, stderr:
       runpy.run_module(target, run_name='__main__', alter_sys=True)
     else:
       exec(compile(target, '<string>', 'exec'), {'__name__': '__main__'})
-  finally:  # As the interpreter ends: wait for non-daemon threads, then the atexit functions.
+  finally:
+    # As the interpreter ends: wait for non-daemon threads, then the atexit functions. Only
+    # `threading._shutdown` also stops executors' worker threads first (their exit hooks run
+    # there); multiprocessing's own `Process._bootstrap` calls it the same way, after this.
+    # test_forked_main's exit-order test fails if either function changes.
     threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()

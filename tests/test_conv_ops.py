@@ -45,7 +45,26 @@ def tiered(cases, fast):
 
 @pytest.fixture(autouse=True)
 def custom_gradients(monkeypatch):
-  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: True)
+  """The XLA:CPU formulations, whichever platform the tests run on."""
+  monkeypatch.setattr(conv_ops, '_per_platform', lambda cpu, default, *args: cpu(*args))
+
+
+def test_the_formulation_is_chosen_for_the_platform_lowered_for(monkeypatch):
+  """XLA:CPU's max-pool gradient, lax's select-and-scatter elsewhere, from one traced program."""
+  monkeypatch.undo()
+
+  def loss(x, kernel):
+    y = conv_ops.max_pool(conv_ops.conv2d(x, kernel, (2, 2), ((1, 1), (1, 1))))
+    return jnp.sum(y**2)
+
+  x, kernel = jnp.ones((2, 8, 8, 4)), jnp.ones((3, 3, 4, 8))
+  traced = jax.jit(jax.grad(loss, argnums=(0, 1))).trace(x, kernel)
+  lowered = {p: traced.lower(lowering_platforms=(p,)).as_text() for p in ('cpu', 'cuda', 'tpu')}
+  assert {p: 'select_and_scatter' in text for p, text in lowered.items()} == {
+    'cpu': False,
+    'cuda': True,
+    'tpu': True,
+  }
 
 
 def _reference(x, k, stride, pad, groups):
@@ -176,7 +195,8 @@ def test_model_gradients_match_autodiff(monkeypatch):
     return jnp.sum(jax.nn.log_softmax(logits)[:, 0])
 
   got = jax.jit(jax.value_and_grad(loss))(variables['params'])
-  monkeypatch.setattr(conv_ops, '_on_cpu', lambda: False)  # lax's convolution, Flax's max-pool
+  # lax's convolution, Flax's max-pool
+  monkeypatch.setattr(conv_ops, '_per_platform', lambda cpu, default, *args: default(*args))
   want = jax.jit(jax.value_and_grad(loss))(variables['params'])
   for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
     np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4 * np.abs(a).max())

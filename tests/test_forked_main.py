@@ -1,13 +1,17 @@
 """The tests' forked runs of main (forked_main) are what a fresh interpreter runs."""
 
 import json
+import os
 import signal
 import subprocess
+import sys
+import textwrap
 
 import jax
 import numpy as np
 import pytest
 
+import forked_main
 from conftest import metric_rows, restore_checkpoint, run_main, wait_for_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -45,3 +49,20 @@ def test_a_forked_run_has_a_processs_exit_codes_and_signals(tmp_path, data_dir):
     assert process.wait(timeout=120) == code
     output, _ = process.communicate()
     assert (b'preempted_at_step' in output) == (signum == signal.SIGTERM), output[-2000:]
+
+
+def test_a_forked_run_ends_as_the_interpreter_does(tmp_path):
+  """Threads first (an executor's too), then the atexit functions, as at an interpreter's end."""
+  code = textwrap.dedent("""
+    import atexit, concurrent.futures, threading, time
+    atexit.register(print, 'atexit')
+    threading.Thread(target=lambda: (time.sleep(0.5), print('thread', flush=True))).start()
+    concurrent.futures.ThreadPoolExecutor(1).submit(lambda: print('executor', flush=True))
+    print('main', flush=True)
+  """)
+  result = forked_main.run([sys.executable, '-c', code], dict(os.environ), str(tmp_path))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.split() in (
+    ['main', 'executor', 'thread', 'atexit'],
+    ['executor', 'main', 'thread', 'atexit'],
+  )

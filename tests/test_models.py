@@ -6,6 +6,7 @@ import math
 import os
 import types
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -370,6 +371,21 @@ def test_dropout_before_the_classifier():
   np.testing.assert_array_equal(net.evaluate(variables, x), plain)
   train = [net.train(variables, x, {'dropout': jax.random.key(s)})[0] for s in (0, 1)]
   assert not np.allclose(train[0], train[1])
+
+
+def test_dropout_trains_under_explicit_sharding_with_linens_mask():
+  """blocks.Dropout draws nn.Dropout's mask, and also takes an input sharded on a mesh."""
+  x = images(batch=8).reshape(8, -1)
+  rngs = {'dropout': jax.random.key(3)}
+  ours = blocks.Dropout(0.5, deterministic=False).apply({}, x, rngs=rngs)
+  np.testing.assert_array_equal(ours, nn.Dropout(0.5, deterministic=False).apply({}, x, rngs=rngs))
+  mesh = jax.make_mesh((1,), ('data',), axis_types=(jax.sharding.AxisType.Explicit,))
+  with jax.set_mesh(mesh):
+    sharded = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.P('data')))
+    apply = jax.jit(lambda x, module: module.apply({}, x, rngs=rngs), static_argnums=1)
+    np.testing.assert_array_equal(apply(sharded, blocks.Dropout(0.5, deterministic=False)), ours)
+    with pytest.raises(Exception, match='sharding'):  # google/flax#5209: drop blocks.Dropout
+      apply(sharded, nn.Dropout(0.5, deterministic=False))
 
 
 def test_padding_is_symmetric_like_pytorch():

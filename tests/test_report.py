@@ -232,3 +232,20 @@ def test_report_on_real_runs(tmp_path, monkeypatch, compilation_cache):
   table = (tmp_path / 'runs' / 'results.md').read_text()
   assert '| cifar_resnet8 |' in table and '| 2 |' in table
   assert os.path.getsize(tmp_path / 'runs' / 'curves.png') > 10_000
+
+
+def test_macs_are_counted_from_the_registry_without_train(monkeypatch):
+  import resnet_jax
+  from resnet_jax import models, summary
+
+  monkeypatch.delattr(resnet_jax, 'train')
+  monkeypatch.setitem(sys.modules, 'resnet_jax.train', None)  # Importing train now fails.
+  config = quickstart.get_config().to_dict() | {'num_classes': 100}
+  run = {'model': 'cifar_resnet20', 'config': config, 'input_shape': [32, 32, 3]}
+  option_c = {**run, 'config': config | {'model_kwargs': {'shortcut': 'C'}}}
+  expected = [
+    summary.count_macs(models.create_model('cifar_resnet20', num_classes=100, **kwargs), 32)
+    for kwargs in ({}, {'shortcut': 'C'})
+  ]
+  assert [report.count_macs(run), report.count_macs(option_c)] == expected
+  assert expected[0] < expected[1]  # Option C's projections add MACs.

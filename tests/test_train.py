@@ -119,6 +119,36 @@ def test_eval_counts_every_example_once(digits_config):
   assert 0.0 <= metrics['top1'] <= metrics['top5'] <= 1.0
 
 
+def test_pretrained_weights_of_another_shape_are_named(tmp_path):
+  """A checkpoint of the same network but another classifier size: the array and both shapes."""
+  import orbax.checkpoint as ocp
+
+  from resnet_jax import errors, models
+
+  def state_for(num_classes):
+    model = models.create_model('cifar_resnet8', num_classes=num_classes)
+    replicated = jax.sharding.NamedSharding(train.make_mesh(), jax.sharding.PartitionSpec())
+    return train.create_train_state(
+      model, optax.sgd(0.1), jax.random.key(0, impl='rbg'), (1, 8, 8, 1), replicated
+    )
+
+  saved = state_for(5)
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(tmp_path / 'ckpt', {'params': saved.params, 'batch_stats': saved.batch_stats})
+  checkpointer.wait_until_finished()
+  state = state_for(10)
+  with pytest.raises(errors.ConfigError) as error:
+    train.restore_pretrained(state, str(tmp_path / 'ckpt'))
+  assert str(error.value) == (
+    f"The checkpoint in '{tmp_path / 'ckpt'}' holds params/head/bias of shape (5,), where the "
+    'configured model has shape (10,) (and 1 more arrays): check config.num_classes, '
+    'config.model and config.model_kwargs against the run or conversion that wrote it.'
+  )
+  restored = train.restore_pretrained(saved, str(tmp_path / 'ckpt'))
+  for x, y in zip(jax.tree.leaves(restored.params), jax.tree.leaves(saved.params), strict=True):
+    np.testing.assert_array_equal(x, y)
+
+
 @pytest.mark.slow
 def test_training_reduces_loss(digits_config, tmp_path):
   config = digits_config

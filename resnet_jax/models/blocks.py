@@ -106,6 +106,26 @@ def max_pool(x: jax.Array, strides: int = 2) -> jax.Array:
   return conv_ops.max_pool(x, 3, strides, 1)
 
 
+class Dropout(nn.Module):
+  """`nn.Dropout` whose mask is sharded as its input, so that it trains under the explicit
+  sharding of `train.py`'s mesh: linen's mask has no sharding there, which `lax.select` rejects
+  (fixed for `nnx.Dropout` only, google/flax#5209). The same module path and `dropout` stream as
+  `nn.Dropout`, hence the same mask; tests/test_models.py compares the two."""
+
+  rate: float
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.deterministic or self.rate == 0:
+      return x
+    sharding = jax.typeof(x).sharding
+    keep = jax.random.bernoulli(
+      self.make_rng('dropout'), 1 - self.rate, x.shape, out_sharding=sharding
+    )
+    return jnp.where(keep, x / (1 - self.rate), jnp.zeros_like(x))
+
+
 ShortcutKind = Literal['identity', 'zero_pad', 'conv', 'conv_bn', 'pool', 'pool_conv_bn', 'none']
 SHORTCUT_KINDS: tuple[str, ...] = get_args(ShortcutKind)
 PROJECTIONS = ('conv', 'conv_bn', 'pool_conv_bn')  # the shortcut kinds with a convolution
@@ -274,7 +294,7 @@ class ModulatedShortcutBlock(ResidualBlock):
     if self.modulation == 'constant_scaling':
       return self.act(self.shortcut_scale * h + self.residual_scale * f)
     if self.modulation in ('dropout', 'inverted_dropout'):
-      h = nn.Dropout(self.shortcut_dropout, deterministic=not self.train)(h)
+      h = Dropout(self.shortcut_dropout, deterministic=not self.train)(h)
       if self.modulation == 'dropout':  # mask * h in training, (1 - rate) * h at test
         h = (1 - self.shortcut_dropout) * h
       return self.act(h + f)

@@ -16,7 +16,8 @@ gradients with explicitly canonical operations:
   gradient as kernel, the batch playing the role of the features.
 
 The mathematics is the convolution's; only the order of floating-point sums may differ.
-Other backends (GPU, TPU) handle the layouts of autodiff's convolutions natively and keep it.
+Other backends (GPU, TPU) handle the layouts of autodiff's convolutions natively and keep it
+(`lax.platform_dependent` picks the formulation when a program is lowered for its platform).
 
 `max_pool`'s gradient in XLA:CPU is a select-and-scatter that it expands into a scatter, about
 ten times slower than the forward; here the forward also records which window position held
@@ -35,9 +36,14 @@ from jax import lax
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
-def _on_cpu() -> bool:
-  """Whether the ops below take their XLA:CPU formulations (the backend jit compiles for)."""
-  return jax.default_backend() == 'cpu'
+def _per_platform(cpu, default, *args):
+  """`cpu(*args)` in a program compiled for XLA:CPU, `default(*args)` for any other platform.
+
+  Chosen when the program is lowered for its platform (`lax.platform_dependent`), not by the
+  default backend at trace time, so it holds for arrays placed on another backend and for
+  programs lowered ahead of time for another platform.
+  """
+  return lax.platform_dependent(*args, cpu=cpu, default=default)
 
 
 def _conv(x, kernel, strides, padding, groups=1, lhs_dilation=(1, 1), rhs_dilation=(1, 1)):
@@ -164,9 +170,12 @@ def conv2d(
       f'feature_group_count {groups}, and kernel out-features {kernel.shape[3]} must be '
       f'divisible by it. Check the kernel layout (HWIO) and the group count.'
     )
-  if not _on_cpu():
-    return _conv(x, kernel, strides, padding, groups)
-  return _conv2d(x, kernel, strides, padding, groups)
+  return _per_platform(
+    lambda x, kernel: _conv2d(x, kernel, strides, padding, groups),
+    lambda x, kernel: _conv(x, kernel, strides, padding, groups),
+    x,
+    kernel,
+  )
 
 
 def _pool_windows(x, window, stride, padding):
@@ -227,7 +236,9 @@ def max_pool(x: jax.Array, window: int = 3, stride: int = 2, padding: int = 1) -
       f'max_pool takes a 4-D NHWC input and a window of at most 11x11 with 0 <= padding < window; '
       f'got input {x.shape}, window {window}, padding {padding}.'
     )
-  if not _on_cpu():
-    pads = ((padding, padding), (padding, padding))
-    return nn.max_pool(x, (window, window), (stride, stride), pads)
-  return _max_pool(x, int(window), int(stride), int(padding))
+  pads = ((padding, padding), (padding, padding))
+  return _per_platform(
+    lambda x: _max_pool(x, int(window), int(stride), int(padding)),
+    lambda x: nn.max_pool(x, (window, window), (stride, stride), pads),
+    x,
+  )

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from resnet_jax import errors
-from resnet_jax.models.blocks import Conv, DType, ModuleDef, batch_norm, max_pool
+from resnet_jax.models.blocks import Conv, Dropout, DType, ModuleDef, batch_norm, max_pool
 
 # Names of the network's top-level modules and of the runs of blocks inside a stage. A post- or
 # pre-activation stage is a `first` block and a stacked run `rest`; a ResStage stage a `start`
@@ -207,7 +207,7 @@ class ResNet(nn.Module):
       x = act(x)
     x = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
     if self.dropout_rate > 0:
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      x = Dropout(self.dropout_rate, deterministic=not train)(x)
     bound = x.shape[-1] ** -0.5
     x = nn.Dense(
       self.num_classes,
