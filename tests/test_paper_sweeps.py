@@ -489,8 +489,10 @@ def test_he2015_table4_is_table3s_networks_tested_at_five_scales(repo, tmp_path)
   for point in points:
     c = point.config
     assert (c.eval_protocol, c.eval_sizes) == ('multiscale', (224, 256, 384, 480, 640))
+    assert c.eval_max_aspect == 2.0  # whole images, as the paper's fully convolutional test
     trained = table3[point.name].copy_and_resolve_references()
-    for field in ('eval_protocol', 'eval_sizes', 'eval_every_steps'):
+    evaluation = ('eval_protocol', 'eval_sizes', 'eval_max_aspect', 'eval_batch_size')
+    for field in (*evaluation, 'eval_every_steps'):
       trained[field] = c[field]
     assert trained == c  # the same training as Table 3's point
   module = sweep._load_python_file(f'{REPO}/experiments/he2015_table4_multiscale.py', 't4')
