@@ -2,7 +2,9 @@
 
 Parameters and optimizer state are replicated; each batch is sharded over the 'data' axis of
 the mesh, so XLA reduces BatchNorm statistics and gradients over the global batch, as a pmap
-with an axis name would. Runs are resumable: data order and randomness are functions of
+with an axis name would. With `config.bn_group_size` BatchNorm statistics are instead taken over
+groups of that many images, each within one device's shard (per-GPU BatchNorm of data-parallel
+PyTorch without SyncBatchNorm). Runs are resumable: data order and randomness are functions of
 (seed, step), and everything else is in the Orbax checkpoint.
 """
 
