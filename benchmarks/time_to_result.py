@@ -62,6 +62,7 @@ def _commands(scratch: str) -> dict[str, list[str]]:
       f'--workdir={workdir}',
       '--config.dataset=fake',
       '--config.batch_size=8',
+      '--config.bn_group_size=0',
       '--config.eval_batch_size=8',
       '--config.num_train_steps=3',
     ],

@@ -42,6 +42,7 @@ def get_config():
       'shortcut_dropout': 0.5,
     }
   )
+  config.bn_group_size = 64  # Appendix: "The mini-batch size is 128 on 2 GPUs (64 each)"
   config.warmup_constant_steps = 400
   config.warmup_constant_lr = 0.01
   return config

@@ -53,6 +53,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_classes = 10
   # Global batch size (summed over all devices and hosts), images per step.
   config.batch_size = 128
+  # Images per BatchNorm statistics group in training: each run of this many consecutive images
+  # of a device's share of the batch is normalised by its own statistics, as data-parallel
+  # training without synchronised BatchNorm does on each GPU (He 2015's CIFAR runs: 128 images
+  # on two GPUs, 64 each). Must divide batch_size / number of devices. The running statistics
+  # average the groups'. 0: statistics over the global batch.
+  config.bn_group_size = 0
   # Global evaluation batch size; the last batch is padded and masked, never dropped.
   config.eval_batch_size = 500
   # 'fake' data only: batches per evaluation pass (a throughput run needs little evaluation).

@@ -23,6 +23,12 @@ def get_config():
   config.crop_sampler = 'torchvision'
   config.num_classes = 1000
   config.batch_size = 256
+  # The official script divides the batch among the node's GPUs (DataParallel, or
+  # DistributedDataParallel with `batch_size / ngpus_per_node`) without synchronised BatchNorm:
+  # each GPU normalises its own images, 32 on 8 GPUs. He 2015's ImageNet models were trained
+  # the same way ("a mini-batch of 256 images on 8 GPUs, that is, 32 images per GPU",
+  # github.com/KaimingHe/deep-residual-networks), as were He 2016's ("256 on 8 GPUs (32 each)").
+  config.bn_group_size = 32
   config.eval_batch_size = 256
   config.eval_crop_fraction = 0.875  # 224 of a shorter side resized to 256.
   config.cache = False

@@ -21,6 +21,7 @@ def get_config():
   config.batch_size = 4096
   config.crop_sampler = 'inception'
   config.eval_batch_size = 4096
+  config.bn_group_size = 32  # Goyal et al.: BatchNorm over each worker's n = 32 images
   config.dtype = 'bfloat16'
   config.num_epochs = 90
   config.optimizer = 'sgd'

@@ -23,6 +23,9 @@ def get_config():
   config.batch_size = 32_768
   config.crop_sampler = 'inception'
   config.eval_batch_size = 32_768
+  # run_and_time.sh: --distributed_group_size=1 (BatchNorm over each core's own images) with
+  # --num_cores=1024, 32 images per core.
+  config.bn_group_size = 32
   config.dtype = 'bfloat16'
   config.num_train_steps = 2_983
   config.optimizer = 'lars'

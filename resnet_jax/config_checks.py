@@ -14,6 +14,7 @@ from resnet_jax import errors
 RANGES = {
   'batch_size': (1, math.inf, True),
   'eval_batch_size': (1, math.inf, True),
+  'bn_group_size': (0, math.inf, True),
   'image_size': (1, math.inf, True),
   'num_classes': (2, math.inf, True),
   'depth': (0, math.inf, True),

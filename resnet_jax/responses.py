@@ -32,7 +32,6 @@ import json
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -42,6 +41,7 @@ import orbax.checkpoint as ocp
 from resnet_jax import checkpoints, data, errors, paths, train
 from resnet_jax.models import network
 from resnet_jax.models.blocks import (
+  BatchNorm,
   ModulatedShortcutBlock,
   PostActBlock,
   ReLUBeforeAdditionBlock,
@@ -119,7 +119,7 @@ def layer_responses(
       variables,
       images,
       train=False,
-      capture_intermediates=lambda module, _: isinstance(module, nn.BatchNorm),
+      capture_intermediates=lambda module, _: isinstance(module, BatchNorm),
       mutable=['intermediates'],
     )
     captured = state['intermediates']

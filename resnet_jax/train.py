@@ -2,7 +2,9 @@
 
 Parameters and optimizer state are replicated; each batch is sharded over the 'data' axis of
 the mesh, so XLA reduces BatchNorm statistics and gradients over the global batch, as a pmap
-with an axis name would. Runs are resumable: data order and randomness are functions of
+with an axis name would. With `config.bn_group_size` BatchNorm statistics are instead taken over
+groups of that many images, each within one device's shard (per-GPU BatchNorm of data-parallel
+PyTorch without SyncBatchNorm). Runs are resumable: data order and randomness are functions of
 (seed, step), and everything else is in the Orbax checkpoint.
 """
 
@@ -75,6 +77,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
     model_name(config),
     num_classes=config.num_classes,
     dtype=compute_dtype(config),
+    bn_group_size=config.bn_group_size,
     **config.model_kwargs.to_dict(),
   )
 
@@ -166,6 +169,21 @@ def check_batch_size(batch_size: int, name: str) -> None:
       f'({processes} process(es) x {jax.local_device_count()} local devices): every device '
       f'must get the same number of examples. Use a multiple of {devices}, e.g. '
       f'{max(lower, devices)} or {lower + devices}.'
+    )
+
+
+def check_bn_group_size(config: ml_collections.ConfigDict) -> None:
+  """Each device's share of the batch must be whole BatchNorm groups, so that no group's
+  statistics need images from another device."""
+  group, devices = config.bn_group_size, jax.device_count()
+  per_device = config.batch_size // devices
+  if group and per_device % group:
+    raise errors.ConfigError(
+      f'config.bn_group_size={group} does not divide the {per_device} images each of the '
+      f'{devices} devices gets (config.batch_size={config.batch_size}): BatchNorm statistics '
+      f'groups must lie within one device. Use a group size that divides {per_device}, a '
+      f'batch size that is a multiple of {devices * group}, or bn_group_size=0 (the global '
+      'batch).'
     )
 
 
@@ -287,6 +305,7 @@ def check_config(config: ml_collections.ConfigDict) -> nn.Module:
   optim.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
+  check_bn_group_size(config)
   data_lib.check_dataset_name(config.dataset)
   data_lib.eval_images(config)
   return create_model(config)

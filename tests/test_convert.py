@@ -68,7 +68,11 @@ def load_fixture(name):
 
 def reference_model(name, **options):
   """The registry model of fixture `name`, with the reference's reduced depth and widths."""
-  model_name, model_options, reduced = CASES[name]
+  return reduced_model(*CASES[name], **options)
+
+
+def reduced_model(model_name, model_options, reduced, **options):
+  """The registry model `model_name` with `model_options`, its `Dims` replaced by `reduced`."""
   family_name, depth = models.parse_name(model_name)
   family = models.FAMILIES[family_name]
   if reduced:

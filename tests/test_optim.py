@@ -20,6 +20,7 @@ from configs import (
 )
 from conftest import REPO, run_main
 from resnet_jax import models, optim, sweep, train
+from resnet_jax.models import blocks
 
 IMAGENET_TRAIN = 1_281_167
 
@@ -232,7 +233,7 @@ def _batchnorm_and_bias_paths(name, **kwargs):
   batchnorms = set()
 
   def record(next_fun, args, kwargs, context):
-    if isinstance(context.module, nn.BatchNorm):
+    if isinstance(context.module, blocks.BatchNorm):
       batchnorms.add(context.module.path)
     return next_fun(*args, **kwargs)
 

@@ -75,6 +75,7 @@ def test_pip_install_runs_the_fake_data_command_from_another_directory(tmp_path)
     '--config.model=cifar_resnet8',
     '--config.image_size=16',
     '--config.batch_size=8',
+    '--config.bn_group_size=0',
     '--config.eval_batch_size=8',
     '--config.num_train_steps=2',
     cwd=tmp_path / 'elsewhere',

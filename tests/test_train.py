@@ -170,14 +170,15 @@ from resnet_jax import optim, train
 
 assert jax.device_count() == 8
 config = quickstart.get_config()
-model = train.create_model(config)
 tx = optim.create_optimizer(config)
 rng = np.random.default_rng(0)
 batches = [
   {'image': rng.standard_normal((32, 8, 8, 1), dtype=np.float32),
    'label': rng.integers(0, 10, 32).astype(np.int32)} for _ in range(3)]
 
-def run(devices):
+def run(devices, bn_group_size):
+  config.bn_group_size = bn_group_size
+  model = train.create_model(config)
   mesh = Mesh(np.array(devices), ('data',))
   repl, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   state = train.create_train_state(model, tx, jax.random.key(0), (1, 8, 8, 1), repl)
@@ -186,17 +187,22 @@ def run(devices):
     state, metrics = step(state, jax.device_put(b, data), jax.random.key(1), np.float32(0.1))
   return jax.device_get((state.params, state.batch_stats, metrics['loss']))
 
-one, eight = run(jax.devices()[:1]), run(jax.devices())
-for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
-  np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
-stats = jax.tree.leaves(eight[1])
-assert any(np.abs(s).max() > 1e-3 for s in stats), 'BatchNorm statistics never moved'
+# 0: statistics over the global batch; 2: two groups in each device's 4 images.
+runs = {}
+for group in (0, 2):
+  one, eight = run(jax.devices()[:1], group), run(jax.devices(), group)
+  runs[group] = eight
+  for a, b in zip(jax.tree.leaves(one), jax.tree.leaves(eight)):
+    np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+  stats = jax.tree.leaves(eight[1])
+  assert any(np.abs(s).max() > 1e-3 for s in stats), 'BatchNorm statistics never moved'
+assert not np.allclose(runs[0][2], runs[2][2]), 'bn_group_size changed nothing'
 print('EQUAL')
 """
 
 
 @pytest.mark.slow
-def test_eight_devices_equal_one_device_for_the_global_batch():
+def test_eight_devices_equal_one_device_for_the_global_batch_and_for_groups():
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   result = subprocess.run(
     [sys.executable, '-c', textwrap.dedent(_DATA_PARALLEL_CHECK)],

@@ -6,10 +6,9 @@ pooling and BatchNorm follow PyTorch rather than Flax defaults:
 * convolutions and max-pooling pad explicitly and symmetrically, `(kernel_size - 1) // 2` on
   every side. Flax's 'SAME' pads a stride-2 layer more on the bottom/right than on the top/left,
   which shifts the sampling grid by one pixel relative to PyTorch.
-* BatchNorm: PyTorch's momentum 0.1 is Flax's momentum 0.9 (the weight of the old running
-  average); epsilon 1e-5. One difference remains and only affects training: PyTorch updates the
-  running variance with the unbiased batch variance, Flax with the biased one (a factor
-  n / (n - 1), n = batch x height x width, e.g. 1.0002 for 64 images of 8 x 8).
+* BatchNorm (`BatchNorm`): PyTorch's momentum 0.1 is Flax's momentum 0.9 (the weight of the old
+  running average); epsilon 1e-5; the running variance is updated with the unbiased batch
+  variance, as PyTorch does (Flax's `nn.BatchNorm` uses the biased one).
 * Convolutions are initialised as torchvision and the official iResNet code: Kaiming-normal with
   fan-out (std = sqrt(2 / (out_channels x kernel area))); BN scale 1 and bias 0.
 
@@ -34,12 +33,14 @@ and `strides`.
 """
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from resnet_jax import errors
 from resnet_jax.models import conv_ops
@@ -86,15 +87,76 @@ class Conv(nn.Module):
     return conv_ops.conv2d(x, kernel, (self.strides, self.strides), ((pad, pad),) * 2, self.groups)
 
 
-def batch_norm(train: bool, dtype: DType) -> ModuleDef:
-  """BatchNorm with PyTorch's defaults; batch statistics in training, running ones otherwise."""
+class BatchNorm(nn.Module):
+  """BatchNorm over NHWC input as PyTorch's `BatchNorm2d` trains it, in Flax's variable names
+  (params 'scale', 'bias'; batch_stats 'mean', 'var'), so checkpoints and `convert` are unchanged.
+
+  Training normalises with the biased statistics of the batch and updates the running variance
+  with the unbiased ones (x n / (n - 1), n = images x height x width per statistics group), as
+  PyTorch does; Flax's own BatchNorm uses the biased variance there. Normalisation, the running
+  mean and evaluation (running statistics) compute exactly as Flax's `nn.BatchNorm`: float32
+  statistics from E[x^2] - E[x]^2, clipped at 0.
+
+  `group_size` > 0 normalises each run of `group_size` consecutive images by its own statistics,
+  as data-parallel training without synchronised BatchNorm does on each GPU; 0 uses the whole
+  batch. The running statistics are updated with the mean of the groups' statistics. PyTorch
+  keeps those of the first GPU's group instead (DistributedDataParallel broadcasts rank 0's
+  buffers at each forward pass, DataParallel keeps device 0's updates): the same expectation,
+  with less variance and no dependence on which images come first.
+  """
+
+  use_running_average: bool
+  momentum: float = 0.9  # weight of the old running average: PyTorch's momentum 0.1
+  epsilon: float = 1e-5
+  group_size: int = 0
+  dtype: DType = jnp.float32
+  scale_init: Callable = nn.initializers.ones
+  bias_init: Callable = nn.initializers.zeros
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = (x.shape[-1],)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, features, jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, features, jnp.float32)
+    scale = self.param('scale', self.scale_init, features, jnp.float32)
+    bias = self.param('bias', self.bias_init, features, jnp.float32)
+    if self.use_running_average:
+      return self._normalize(x, ra_mean.value, ra_var.value, scale, bias)
+    grouped = x
+    if self.group_size:
+      if x.shape[0] % self.group_size:
+        raise errors.ConfigError(
+          f'BatchNorm: a batch of {x.shape[0]} images does not divide into statistics groups '
+          f'of bn_group_size={self.group_size}; use a batch that is a multiple of it.'
+        )
+      grouped = x.reshape(-1, self.group_size, *x.shape[1:])
+    # Statistics over every axis but the features' (and the groups').
+    axes = tuple(range(grouped.ndim - x.ndim, grouped.ndim - 1))
+    stats_x = grouped.astype(jnp.promote_types(self.dtype, jnp.float32))
+    mean = stats_x.mean(axes)
+    var = jnp.maximum(0.0, lax.square(stats_x).mean(axes) - lax.square(mean))
+    if not self.is_initializing():
+      n = math.prod(grouped.shape[i] for i in axes)
+      batch_mean, batch_var = mean, var * (n / max(n - 1, 1))
+      if self.group_size:
+        batch_mean, batch_var = batch_mean.mean(0), batch_var.mean(0)
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * batch_mean
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * batch_var
+    mean, var = jnp.expand_dims(mean, axes), jnp.expand_dims(var, axes)
+    return self._normalize(grouped, mean, var, scale, bias).reshape(x.shape)
+
+  def _normalize(
+    self, x: jax.Array, mean: jax.Array, var: jax.Array, scale: jax.Array, bias: jax.Array
+  ) -> jax.Array:
+    y = (x - mean) * (lax.rsqrt(var + self.epsilon) * scale) + bias
+    return y.astype(self.dtype)
+
+
+def batch_norm(train: bool, dtype: DType, group_size: int = 0) -> ModuleDef:
+  """BatchNorm with PyTorch's defaults; batch statistics in training (over groups of
+  `group_size` images, 0: the whole batch), running ones otherwise."""
   return functools.partial(
-    nn.BatchNorm,
-    use_running_average=not train,
-    momentum=0.9,
-    epsilon=1e-5,
-    dtype=dtype,
-    param_dtype=jnp.float32,
+    BatchNorm, use_running_average=not train, group_size=group_size, dtype=dtype
   )
 
 

@@ -186,11 +186,12 @@ class ResNet(nn.Module):
   dtype: DType = jnp.float32
   unroll: int | bool | None = None
   remat: bool = False
+  bn_group_size: int = 0  # images per BatchNorm statistics group in training; 0: the batch
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     conv = functools.partial(Conv, dtype=self.dtype)
-    norm = batch_norm(train, self.dtype)
+    norm = batch_norm(train, self.dtype, self.bn_group_size)
     act = nn.relu
     stem = self.stem
     x = conv(stem.features, stem.kernel_size, stem.strides, name=STEM_CONV)(x)
