@@ -25,8 +25,8 @@ fb.resnet.torch (its `-LR` default 0.1, not scaled with the batch), whose `learn
 for CIFAR divides by 10 from epoch 81 and again from epoch 122 (1-based, so after 80 and 121
 epochs) and has no warm-up: batch 64, 200 epochs, lr 0.1, / 10 after epochs 80 and 121. The
 README notes that it reduced the batch "to fit the 1k-layer models into memory", on 2 GPUs (32
-images each). fb.resnet.torch keeps the last partial batch of an epoch (782 per epoch); here an
-epoch is 781 whole batches.
+images each), hence `bn_group_size` 32. fb.resnet.torch keeps the last partial batch of an
+epoch (782 per epoch); here an epoch is 781 whole batches.
 
 Runs: 5 networks x 5 seeds (the paper's 5 runs; the report prints the median, `STATISTIC`):
 25 runs.
@@ -55,6 +55,7 @@ BATCH_128 = [
 # resnet-1k-layers' run: batch 64, 200 epochs, lr 0.1 / 10 after epochs 80 and 121, no warm-up.
 BATCH_64 = network('cifar10', 'cifar_resnet1001') | {
   'batch_size': 64,
+  'bn_group_size': 32,
   'num_train_steps': -1,
   'num_epochs': 200.0,
   'schedule_unit': 'epochs',

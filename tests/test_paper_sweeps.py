@@ -434,6 +434,7 @@ def test_he2016_table4_batch_64_and_the_points_of_table3(repo, tmp_path):
     0,
   )
   assert_published(params(c, without_bn=True), '10.2 M')
+  assert c.bn_group_size == 32  # 2 GPUs, 32 images each
   # resnet-1k-layers in fb.resnet.torch: 200 epochs, lr / 10 from the 81st and 122nd epoch.
   steps_per_epoch = 50_000 // 64
   schedule = optim.create_learning_rate_fn(c, steps_per_epoch, 200 * steps_per_epoch)
