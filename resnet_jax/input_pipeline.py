@@ -223,6 +223,17 @@ def _check_epoch(num_examples: int, batch_size: int, which: str) -> int:
 _EPOCHS_PER_PIPELINE = 100
 
 
+def _without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
+  """`ds` without tf.data's autotuning model, whose thread sleeps between its optimisations for
+  periods that double up to a minute: deleting the iterator waits for that sleep to end, which
+  kept finished runs alive (and holding their workdir) 0-21 s after summary.json. AUTOTUNE
+  parallelism then stays at its default, the number of cores, and the prefetch buffer keeps
+  its own tuning."""
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
+
+
 def _global_order_batches(builder, config, host_batch_size, start_step):
   spec = DATASETS[config.dataset]
   num_examples = builder.info.splits[config.train_split].num_examples
@@ -254,7 +265,7 @@ def _global_order_batches(builder, config, host_batch_size, start_step):
     ds = ds.flat_map(one_epoch).map(preprocess, num_parallel_calls=tf.data.AUTOTUNE)
     # Every epoch gives this process a whole number of batches, so none straddles two epochs.
     ds = ds.batch(host_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    yield from ds.as_numpy_iterator()
+    yield from _without_autotune_thread(ds).as_numpy_iterator()
     epoch, offset = first_epoch + _EPOCHS_PER_PIPELINE, 0
 
 
@@ -276,7 +287,7 @@ def _per_process_batches(builder, config, host_batch_size, start_step):
       num_parallel_calls=tf.data.AUTOTUNE,
     )
     ds = ds.batch(host_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-    yield from ds.as_numpy_iterator()
+    yield from _without_autotune_thread(ds).as_numpy_iterator()
     epoch, offset = epoch + 1, 0
 
 
