@@ -31,8 +31,9 @@ def test_a_held_lock_holds_when_its_file_is_deleted_or_replaced(tmp_path, how):
     lock_file = tmp_path / workdir.LOCK_FILE
     if how == 'deleted':
       lock_file.unlink()
-    else:
-      lock_file.write_text(json.dumps({'host': 'gone', 'pid': 1, 'started': 'then'}))
+    else:  # A new file in its place, as an editor or `cp` would leave it.
+      (tmp_path / 'new').write_text(json.dumps({'host': 'gone', 'pid': 1, 'started': 'then'}))
+      os.replace(tmp_path / 'new', lock_file)
     with pytest.raises(errors.WorkdirError, match='in use by another run'):
       with workdir.lock(path):
         pass
