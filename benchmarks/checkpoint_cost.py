@@ -61,7 +61,7 @@ def _time_variant(state, verified: bool, directory: epath.Path) -> dict[str, flo
 
 def main(argv):
   del argv
-  state = _state()
+  state = jax.block_until_ready(_state())
   size = sum(x.nbytes for x in jax.tree.leaves(state))
   print(f'ResNet-50 train state: {size / 2**20:.0f} MiB in {len(jax.tree.leaves(state))} arrays')
   start = time.perf_counter()
