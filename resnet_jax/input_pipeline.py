@@ -224,11 +224,10 @@ _EPOCHS_PER_PIPELINE = 100
 
 
 def _without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
-  """`ds` without tf.data's autotuning model, whose thread sleeps between its optimisations for
-  periods that double up to a minute: deleting the iterator waits for that sleep to end, which
-  kept finished runs alive (and holding their workdir) 0-21 s after summary.json. AUTOTUNE
-  parallelism then stays at its default, the number of cores, and the prefetch buffer keeps
-  its own tuning."""
+  """`ds` without tf.data's autotuning model and its background thread: deleting an iterator
+  that had trained for a while waited on it, 0.02-15 s at the end of a digits run on a busy
+  2-core machine (0.01-0.02 s without it), with the workdir still locked. AUTOTUNE parallelism
+  then stays at its default, the number of cores."""
   options = tf.data.Options()
   options.autotune.enabled = False
   return ds.with_options(options)

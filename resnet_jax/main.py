@@ -189,9 +189,9 @@ def run_and_exit() -> NoReturn:
 
   Once main has returned or failed, every file is closed, the workdir's lock is released and
   the atexit functions (log handlers, JAX's shutdown) have run, as in a normal exit; what is
-  left, the final garbage collection of the millions of objects that TensorFlow, JAX and Flax
-  hold, kept the process alive for 5-20 s after summary.json on a busy 2-core machine, and every
-  chain of runs and sweep point waited for it. Exceptions other than SystemExit end normally.
+  left, the interpreter's final garbage collection of the objects that TensorFlow, JAX and Flax
+  hold, kept the process alive for 5-12 s after summary.json on a busy 2-core machine, and every
+  chain of runs waited for it. Exceptions other than SystemExit end normally.
   """
   try:
     app.run(main, flags_parser=parse_flags)
