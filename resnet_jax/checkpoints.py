@@ -1,18 +1,21 @@
 """Checkpoints that heal: a damaged newest checkpoint is set aside and an older one restored.
 
 A run killed while writing, a full disk or a bad copy can leave the newest step directory
-truncated, zeroed, without its metadata, or unfinished. Such a step is moved, intact, to
-WORKDIR/checkpoints/damaged/ (nothing is ever deleted), one warning names it and the cause, and
-the newest step that does restore is used. Every process of a multi-process run tries the same
-step and they fall back together.
+truncated, zeroed, without its metadata, or unfinished; a flipped bit leaves it readable but
+wrong. Each save therefore records the CRC-32 of every array next to the arrays, in the same
+atomic save, and a restore compares them before the state is used. A damaged step is moved,
+intact, to WORKDIR/checkpoints/damaged/ (nothing is ever deleted), one warning names it and the
+cause, and the newest step that does restore is used. Every process of a multi-process run tries
+the same step and they fall back together.
 """
 
 import contextlib
 import gc
 import re
 import sys
+import zlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.serialization
 import jax
@@ -25,6 +28,10 @@ from jax.experimental import multihost_utils
 from resnet_jax import errors
 
 DAMAGED = 'damaged'
+# The items of a step directory besides the state ('default'): the arrays' digests, and the
+# training loop's open log window (see `Restored`).
+DIGESTS = 'digests'
+LOG_WINDOW = 'log_window'
 _STEP = re.compile(r'\d+')
 
 
@@ -69,11 +76,16 @@ def set_aside_unfinished(directory: epath.Path) -> None:
       set_aside(path, 'a save that never finished')
 
 
+def _flat(tree: Any) -> dict[str, Any]:
+  return flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(tree), sep='/')
+
+
 def _shapes(tree: Any) -> dict[str, tuple]:
   """'params/stage1/conv/kernel' -> (shape, dtype) for every array of a state or its metadata."""
-  flat = flax.traverse_util.flatten_dict(flax.serialization.to_state_dict(tree), sep='/')
   # Empty optimizer states are None in Orbax's metadata and absent from the state.
-  return {k: (tuple(v.shape), np.dtype(v.dtype).name) for k, v in flat.items() if v is not None}
+  return {
+    k: (tuple(v.shape), np.dtype(v.dtype).name) for k, v in _flat(tree).items() if v is not None
+  }
 
 
 def _mismatch(stored: dict[str, tuple], expected: dict[str, tuple]) -> str | None:
@@ -93,9 +105,72 @@ def _mismatch(stored: dict[str, tuple], expected: dict[str, tuple]) -> str | Non
   return None
 
 
-def _try_restore(path: epath.Path, abstract_state: Any) -> tuple[Any, str | None]:
-  """(state, None), or (None, cause) for a checkpoint that cannot be read. A readable checkpoint
-  of another model is not damage: it raises CheckpointError and stays where it is."""
+def digests(state: Any) -> dict[str, list]:
+  """'params/stage1/conv/kernel' -> [shape, dtype, CRC-32 of its bytes] for every array of a
+  state, from this process's copy: the state is replicated, so each process holds every array
+  whole. CRC-32 catches any flipped bit or burst up to 32 bits, at several GB/s (zlib's)."""
+  return {k: _digest(v) for k, v in _flat(state).items() if v is not None}
+
+
+def _digest(array: Any) -> list:
+  local = np.asarray(array.addressable_data(0) if isinstance(array, jax.Array) else array)
+  data = np.ascontiguousarray(local).reshape(-1).view(np.uint8)
+  return [list(local.shape), local.dtype.name, zlib.crc32(data)]
+
+
+def save_args(state: Any, log_window: dict[str, list[float]]) -> ocp.args.Composite:
+  """What `CheckpointManager.save` writes for one step, all in one atomic save: the state, the
+  digests of its arrays and the open log window."""
+  return ocp.args.Composite(
+    **{
+      'default': ocp.args.StandardSave(state),
+      DIGESTS: ocp.args.JsonSave(digests(state)),
+      LOG_WINDOW: ocp.args.JsonSave(log_window),
+    }
+  )
+
+
+class Restored(NamedTuple):
+  """A restored checkpoint: the state, and the per-step training metrics logged since the last
+  metrics row before it ({'loss': [...], 'top1': [...]}; empty in checkpoints of older runs), so
+  that the next row averages the same steps as an uninterrupted run's."""
+
+  state: Any
+  log_window: dict[str, list[float]]
+
+
+def _verify(path: epath.Path, state: Any) -> str | None:
+  """Why the restored `state` is not what was saved at `path`, if it is not; None also for a
+  checkpoint written before digests were recorded."""
+  if not (path / DIGESTS).exists():
+    logging.info('Checkpoint %s records no digests (an older run); restored unverified.', path)
+    return None
+  try:
+    recorded = ocp.JsonCheckpointHandler().restore(path / DIGESTS)
+  except Exception as error:  # noqa: BLE001
+    return f'unreadable digests: {_first_line(error)}'
+  restored = digests(state)
+  differing = sorted(
+    k for k in restored.keys() | recorded.keys() if restored.get(k) != recorded.get(k)
+  )
+  if differing:
+    return (
+      f'{len(differing)} of its arrays differ from the digests recorded when it was saved '
+      f'(first: {differing[0]})'
+    )
+  return None
+
+
+def _log_window(path: epath.Path) -> dict[str, list[float]]:
+  if not (path / LOG_WINDOW).exists():
+    return {}
+  return ocp.JsonCheckpointHandler().restore(path / LOG_WINDOW)
+
+
+def _try_restore(path: epath.Path, abstract_state: Any) -> tuple[Restored | None, str | None]:
+  """(restored, None), or (None, cause) for a checkpoint that cannot be read or whose arrays are
+  not those it saved. A readable checkpoint of another model is not damage: it raises
+  CheckpointError and stays where it is."""
   item = path / 'default'
   try:
     stored = _shapes(ocp.StandardCheckpointHandler().metadata(item).tree)
@@ -111,9 +186,16 @@ def _try_restore(path: epath.Path, abstract_state: Any) -> tuple[Any, str | None
   with _freed_reads_unreported():
     try:
       args = ocp.args.StandardRestore(abstract_state)
-      return ocp.StandardCheckpointHandler().restore(item, args=args), None
+      state = ocp.StandardCheckpointHandler().restore(item, args=args)
     except Exception as error:  # noqa: BLE001
       return None, f'unreadable arrays: {_first_line(error)}'
+  cause = _verify(path, state)
+  if cause:
+    return None, cause
+  try:
+    return Restored(state, _log_window(path)), None
+  except Exception as error:  # noqa: BLE001
+    return None, f'unreadable log window: {_first_line(error)}'
 
 
 @contextlib.contextmanager
@@ -143,17 +225,17 @@ def _everywhere(ok: bool) -> bool:
 
 def restore_newest(
   manager: ocp.CheckpointManager, abstract_state: Any, directory: epath.Path
-) -> Any | None:
+) -> Restored | None:
   """The newest checkpoint that restores, after setting aside every newer one that does not;
   None if the workdir has no checkpoint. Raises CheckpointError if none restores."""
   damaged = []
   for step in sorted(manager.all_steps(), reverse=True):
     path = directory / str(step)
-    state, cause = _try_restore(path, abstract_state)
+    restored, cause = _try_restore(path, abstract_state)
     if _everywhere(cause is None):
       if damaged:
         logging.info('Resuming from step %d, the newest checkpoint that restores.', step)
-      return state
+      return restored
     cause = cause or 'another process could not read it'
     if jax.process_index() == 0:
       damaged.append(f'step {step} ({cause}), now in {set_aside(path, cause)}')

@@ -84,8 +84,14 @@ def main(argv: Sequence[str]) -> None:
       logging.info('Sweep worker %d, its point %d.', os.getpid(), count)
       code = train_point(request['args'])
     signal.signal(signal.SIGTERM, _end_worker)  # Training installed its own handler.
-    answers.write(f'{code}\n')
-    answers.flush()
+    try:
+      answers.write(f'{code}\n')
+      answers.flush()
+    except BrokenPipeError:
+      # The runner is gone (killed): nobody reads the answer, and the point's checkpoint is
+      # saved. The pipe is replaced so that closing `answers` at exit does not fail again.
+      os.dup2(os.open(os.devnull, os.O_WRONLY), answers.fileno())
+      break
   # End of stdin: the worker leaves. The SIGTERM that Linux sends when the runner exits
   # (PR_SET_PDEATHSIG) may arrive during the exit; raised in an atexit function, SystemExit would
   # print a traceback there.

@@ -204,6 +204,11 @@ class _InputTimer:
   def __iter__(self) -> Iterator:
     return self
 
+  def close(self) -> None:
+    """Ends the input pipeline now, before the run's last writes, rather than whenever the
+    garbage collector finds it (its threads stop with it)."""
+    self.iterator.close()
+
   def __next__(self):
     start = time.time()
     try:
@@ -337,18 +342,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   The workdir is locked for the whole run, so a second run started in it stops at once."""
   workdir = paths.resolve(workdir)
   model = check_config(config)  # Before any data is read or anything compiles.
+  held = run_workdir.Held(workdir)  # Process 0's is the lock's; the others' is never taken.
   with contextlib.ExitStack() as stack:
 
     def prepare_workdir():
+      nonlocal held
       run_workdir.create(workdir)
-      stack.enter_context(run_workdir.lock(workdir))
+      held = stack.enter_context(run_workdir.lock(workdir))
       resuming = checkpoints.has_checkpoint(workdir / 'checkpoints')
       run_workdir.check_config(workdir, config, resuming)
       checkpoints.set_aside_unfinished(workdir / 'checkpoints')
 
     _on_process_0(prepare_workdir)
     try:
-      return _train_and_evaluate(config, model, workdir)
+      return _train_and_evaluate(config, model, workdir, held)
     except Exception as error:
       if disk_full(error):
         raise _disk_full_error(workdir) from None
@@ -356,7 +363,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def _train_and_evaluate(
-  config: ml_collections.ConfigDict, model: nn.Module, workdir: epath.Path
+  config: ml_collections.ConfigDict, model: nn.Module, workdir: epath.Path, held: run_workdir.Held
 ) -> dict[str, Any]:
   clock = run_workdir.WallClock(workdir, write=jax.process_index() == 0)
   data = data_lib.Data(config)
@@ -389,12 +396,20 @@ def _train_and_evaluate(
   cluster.set_checkpoint_directory(manager.directory)
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
   restored = checkpoints.restore_newest(manager, abstract, workdir / 'checkpoints')
+  log_window = {}
   if restored is not None:
-    state = restored
+    state, log_window = restored
     logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
     state = restore_pretrained(state, config.init_from)
   start_step = int(state.step)
+  if start_step > total_steps and not config.eval_only:
+    raise errors.ConfigError(
+      f'config.num_train_steps={total_steps} is below step {start_step}, where the run in '
+      f'{workdir} stands: a run cannot be shortened after it trained past the new end. Rerun '
+      f'with --config.num_train_steps={start_step} or more, add --config.eval_only=True to '
+      'evaluate the checkpoint as it is, or use a new --workdir.'
+    )
 
   writer = metric_logging.create_writer(workdir, start_step, finished=start_step >= total_steps)
   if start_step == 0:
@@ -410,7 +425,7 @@ def _train_and_evaluate(
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
 
-  def save(step, force):
+  def save(step, force, window):
     # The previous save may still be writing in the background: its bytes are not yet missing
     # from the free space that `_check_room` reads. Orbax's save would wait for it anyway.
     manager.wait_until_finished()
@@ -418,7 +433,7 @@ def _train_and_evaluate(
     # Metrics first: every record a checkpoint covers is on disk before the checkpoint is.
     writer.flush()
     clock.record()
-    manager.save(step, args=ocp.args.StandardSave(state), force=force)
+    manager.save(step, args=checkpoints.save_args(state, window), force=force)
 
   eval_metrics = None
   if not config.eval_only:
@@ -426,7 +441,12 @@ def _train_and_evaluate(
     report_progress = metric_logging.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
-    pending = []  # Device metrics since the last log, fetched together.
+    # Metrics of the steps since the last log, fetched together; a resumed run starts with those
+    # of the steps before its checkpoint, so that its first row averages the same steps.
+    pending = [
+      {'loss': np.float32(loss), 'top1': np.float32(top1), 'nonfinite': np.False_}
+      for loss, top1 in zip(log_window.get('loss', []), log_window.get('top1', []), strict=True)
+    ]
     host_batches = _InputTimer(data.train(start_step))
     batches = data_lib.prefetch(
       (data_lib.to_global(b, data_sharding) for b in host_batches), config.prefetch
@@ -444,16 +464,17 @@ def _train_and_evaluate(
         window_start, window_steps = time.time(), 0
         host_batches.start_window()
       report_progress(step)
+      held.check()
       is_last = step == total_steps
       preempted = preemption.reached(manager, step)
       log = step % config.log_every_steps == 0 or is_last
       should_save = manager.should_save(step) or is_last or preempted
       if log or should_save:
-        fetched = jax.device_get(pending)
-        _check_finite(fetched, step, manager, workdir)
+        pending = jax.device_get(pending)
+        _check_finite(pending, step, manager, workdir, start_step)
       if log:
         elapsed = time.time() - window_start
-        scalars = {f'train_{k}': float(np.mean([m[k] for m in fetched])) for k in ('loss', 'top1')}
+        scalars = {f'train_{k}': float(np.mean([m[k] for m in pending])) for k in ('loss', 'top1')}
         scalars['learning_rate'] = float(learning_rates[step - 1])
         if window_steps:
           scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
@@ -467,12 +488,15 @@ def _train_and_evaluate(
         window_start, window_steps = time.time(), 0  # Evaluation time is not training time.
         host_batches.start_window()
       if should_save:
-        save(step, force=is_last or preempted)
+        window = {k: [float(m[k]) for m in pending] for k in ('loss', 'top1')}
+        save(step, force=is_last or preempted, window=window)
       if preempted:
+        host_batches.close()
         manager.close()
         writer.close()
         logging.info('Preempted: saved the checkpoint of step %d; rerun to resume.', step)
         return {'preempted_at_step': step}
+    host_batches.close()
   if eval_metrics is None:  # A finished run started again: evaluate its final state.
     eval_metrics = run_eval(int(state.step))
   # Closed, not only flushed: their threads end with the run (a sweep worker runs many).
@@ -527,23 +551,40 @@ def _check_room(workdir: epath.Path) -> None:
 
 def _disk_full_error(workdir: epath.Path) -> errors.DiskFullError:
   intact = [p.name for p in checkpoints.finished_steps(workdir / 'checkpoints')]
-  kept = f'the checkpoints of steps {", ".join(reversed(intact))}' if intact else 'no checkpoint'
+  if len(intact) > 1:
+    kept = f'the checkpoints of steps {", ".join(reversed(intact))} are intact'
+  else:
+    kept = f'the checkpoint of step {intact[0]} is intact' if intact else 'no checkpoint is intact'
   return errors.DiskFullError(
     f'The filesystem of {workdir} is full (no space left on device); training stopped, and '
-    f'{kept} are intact there (an unfinished save is set aside at the next start). Free space '
+    f'{kept} there (an unfinished save is set aside at the next start). Free space '
     'or lower config.keep_checkpoints, then rerun the same command: it resumes from the newest '
     'checkpoint.'
   )
 
 
-def _check_finite(fetched: list, step: int, manager: ocp.CheckpointManager, workdir: str) -> None:
+def _check_finite(
+  fetched: list, step: int, manager: ocp.CheckpointManager, workdir: str, start_step: int
+) -> None:
   if not any(bool(m['nonfinite']) for m in fetched):
     return
   manager.wait_until_finished()
   last = manager.latest_step()
-  kept = f'the last good checkpoint (step {last})' if last is not None else 'no checkpoint'
+  if last is None:
+    kept = 'no checkpoint is kept'
+  elif last == start_step and start_step > 0:
+    raise NonFiniteLossError(
+      f'The loss or a gradient became NaN or Inf at or before step {step}, within '
+      f'{step - start_step} steps of the checkpoint of step {last} that this start restored; '
+      f'training stopped without saving. That checkpoint is the suspect: it may hold damaged or '
+      f'already diverging values. Move {workdir}/checkpoints/{last} into '
+      f'{workdir}/checkpoints/damaged/ and rerun to resume from the checkpoint before it, or '
+      'lower config.learning_rate, add warmup (config.warmup) or use float32 (config.dtype).'
+    )
+  else:
+    kept = f'the last good checkpoint (step {last}) is kept'
   raise NonFiniteLossError(
     f'The loss or a gradient became NaN or Inf at or before step {step}; training stopped '
-    f'without saving, and {kept} is kept in {workdir}. Lower config.learning_rate, add warmup '
+    f'without saving, and {kept} in {workdir}. Lower config.learning_rate, add warmup '
     '(config.warmup) or use float32 (config.dtype) and restart: the run resumes from there.'
   )

@@ -97,9 +97,13 @@ def _holder() -> dict[str, Any]:
 
 
 def _in_use(workdir: epath.Path, holder: dict[str, Any]) -> errors.WorkdirError:
+  who = (
+    f'process {holder.get("pid")} on host {holder.get("host")}, started {holder.get("started")}'
+    if holder
+    else f'a process whose {LOCK_FILE} was deleted or emptied while it ran'
+  )
   return errors.WorkdirError(
-    f'{workdir} is in use by another run: process {holder.get("pid")} on host '
-    f'{holder.get("host")}, started {holder.get("started")}. Two runs in one workdir would '
+    f'{workdir} is in use by another run: {who}. Two runs in one workdir would '
     "overwrite each other's checkpoints. Wait for that run to end, stop it (SIGTERM saves a "
     'checkpoint, and this command then resumes it), or use another --workdir.'
     + (
@@ -122,15 +126,35 @@ def _stale_warning(workdir: epath.Path, holder: dict[str, Any]) -> None:
   )
 
 
+class Held:
+  """The workdir's lock as its holder sees it. `check` raises WorkdirError once another run has
+  taken it (only a bucket's lock can be taken: a local one holds until its process ends)."""
+
+  def __init__(self, workdir: epath.Path):
+    self._workdir, self.taken_by = workdir, None
+
+  def check(self) -> None:
+    if self.taken_by is not None:
+      holder = self.taken_by
+      raise errors.WorkdirError(
+        f'The lock of {self._workdir} was taken by another run while this one held it: process '
+        f'{holder.get("pid")} on host {holder.get("host")}, started {holder.get("started")}. '
+        'This run stopped without saving, so as not to overwrite the checkpoints of that run. '
+        'Let that run finish or stop it, then rerun this command to resume from the newest '
+        'checkpoint, or use another --workdir.'
+      )
+
+
 @contextlib.contextmanager
-def _local_lock(workdir: epath.Path) -> Iterator[None]:
-  """An flock on WORKDIR/lock.json: the kernel releases it when the holder dies, however it
-  dies, so a lock whose file still names a holder but is free is stale."""
+def _local_lock(workdir: epath.Path) -> Iterator[Held]:
+  """An flock on the workdir directory itself: the kernel releases it when the holder dies,
+  however it dies, and deleting or replacing lock.json does not release it. lock.json only
+  names the holder; a lock whose file still names one but is free is stale."""
   path = os.fspath(workdir / LOCK_FILE)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  directory = os.open(os.fspath(workdir), os.O_RDONLY | os.O_DIRECTORY)
   try:
     try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+      fcntl.flock(directory, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:
       if error.errno not in (errno.EAGAIN, errno.EACCES):
         raise
@@ -138,12 +162,13 @@ def _local_lock(workdir: epath.Path) -> Iterator[None]:
     previous = _read_holder(path)
     if previous:
       _stale_warning(workdir, previous)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(_holder()).encode(), 0)
-    yield
-    os.ftruncate(fd, 0)  # Released: an empty lock file names no holder.
+    paths.write_text_atomic(epath.Path(path), json.dumps(_holder()))
+    try:
+      yield Held(workdir)
+    finally:
+      paths.write_text_atomic(epath.Path(path), '')  # Released: an empty file names no holder.
   finally:
-    os.close(fd)
+    os.close(directory)
 
 
 def _read_holder(path: str | epath.Path) -> dict[str, Any]:
@@ -153,9 +178,15 @@ def _read_holder(path: str | epath.Path) -> dict[str, Any]:
     return {}
 
 
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+  return all(a.get(k) == b.get(k) for k in ('host', 'pid', 'started'))
+
+
 @contextlib.contextmanager
-def _bucket_lock(workdir: epath.Path) -> Iterator[None]:
-  """A lock file in a bucket, refreshed every HEARTBEAT_S by a thread of its holder."""
+def _bucket_lock(workdir: epath.Path) -> Iterator[Held]:
+  """A lock file in a bucket, refreshed every HEARTBEAT_S by a thread of its holder, which
+  first checks that the file still names this run: a file another run wrote in its place means
+  the lock was taken, and the run stops at its next step (`Held.check`)."""
   path = workdir / LOCK_FILE
   previous = _read_holder(path) if path.exists() else {}
   if previous:
@@ -164,25 +195,32 @@ def _bucket_lock(workdir: epath.Path) -> Iterator[None]:
     _stale_warning(workdir, previous)
   holder = _holder()
   path.write_text(json.dumps(holder))
+  held = Held(workdir)
   stop = threading.Event()
 
   def refresh():
     while not stop.wait(HEARTBEAT_S):
+      current = _read_holder(path) if path.exists() else {}
+      if current and not _same(current, holder):
+        held.taken_by = current
+        return
       path.write_text(json.dumps(holder | {'heartbeat': time.time()}))
 
   thread = threading.Thread(target=refresh, name='workdir-lock-heartbeat', daemon=True)
   thread.start()
   try:
-    yield
+    yield held
   finally:
     stop.set()
     thread.join()
-    path.unlink(missing_ok=True)
+    if held.taken_by is None:
+      path.unlink(missing_ok=True)
 
 
-def lock(workdir: epath.Path) -> contextlib.AbstractContextManager[None]:
+def lock(workdir: epath.Path) -> contextlib.AbstractContextManager[Held]:
   """Holds the workdir for this run while the context is open; raises WorkdirError if another
-  live run holds it. Only process 0 of a multi-process run calls this."""
+  live run holds it. Only process 0 of a multi-process run calls this. The lock is released,
+  and lock.json names no holder, however the context ends."""
   return _bucket_lock(workdir) if paths.is_url(workdir) else _local_lock(workdir)
 
 

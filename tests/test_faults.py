@@ -94,7 +94,8 @@ def test_resume_with_another_num_classes_lists_the_field(tmp_path, first_20, dat
   assert_one_paragraph(result, "model: 'cifar_resnet8' -> 'cifar_resnet14'", 'new --workdir')
 
 
-def test_two_runs_in_one_workdir(tmp_path, data_dir):
+@pytest.mark.parametrize('lock_file', ['kept', 'deleted'])
+def test_two_runs_in_one_workdir(tmp_path, data_dir, lock_file):
   log = open(tmp_path / 'first.log', 'w')
   first = run_main(
     tmp_path / 'run', *common(data_dir, 200, every=50), stdout=log, stderr=subprocess.STDOUT
@@ -104,8 +105,12 @@ def test_two_runs_in_one_workdir(tmp_path, data_dir):
   while not (lock.exists() and lock.read_text()):
     assert first.poll() is None and time.time() < deadline, (tmp_path / 'first.log').read_text()
     time.sleep(0.1)
+  if lock_file == 'deleted':  # As one deletes a lock file that looks stale.
+    lock.unlink()
   second = run_main(tmp_path / 'run', *common(data_dir, 200, every=50), check=False)
-  assert_one_paragraph(second, 'is in use by another run', f'process {first.pid} on host')
+  holder = f'process {first.pid} on host' if lock_file == 'kept' else 'lock.json was deleted'
+  assert_one_paragraph(second, 'is in use by another run', holder)
+  assert 'Taking over the lock' not in second.stderr
   assert first.wait(timeout=300) == 0, (tmp_path / 'first.log').read_text()[-3000:]
   assert json.loads((tmp_path / 'run' / 'summary.json').read_text())['step'] == 200
   assert restore_checkpoint(tmp_path / 'run')[0] == 200
@@ -115,6 +120,86 @@ def test_a_stale_lock_is_taken_over(tmp_path, data_dir):
   (tmp_path / 'lock.json').write_text(json.dumps({'host': 'gone', 'pid': 1, 'started': 'then'}))
   result = run_main(tmp_path, *common(data_dir, 10))
   assert 'Taking over the lock' in result.stderr and 'process 1 on host gone' in result.stderr
+
+
+def test_an_error_exit_frees_the_lock_and_a_nan_after_restore_names_the_suspect(tmp_path, data_dir):
+  """A NaN at step 10 after the step-1 checkpoint is an error exit: the lock is left free and
+  unnamed, so the rerun takes it without a warning; the rerun meets the NaN again within steps
+  of the checkpoint it restored, and names that checkpoint as the suspect."""
+  diverging = [*common(data_dir, 30), '--config.learning_rate=1e30']
+  first = run_main(tmp_path, *diverging, check=False)
+  assert_one_paragraph(first, 'NaN or Inf at or before step 10', 'last good checkpoint (step 1)')
+  assert (tmp_path / 'lock.json').read_text() == ''
+  second = run_main(tmp_path, *diverging, check=False)
+  assert 'Taking over the lock' not in second.stderr
+  assert_one_paragraph(
+    second, 'within 9 steps of the checkpoint of step 1 that this start restored', 'suspect'
+  )
+  assert (tmp_path / 'lock.json').read_text() == ''
+
+
+def test_a_shorter_num_train_steps_than_the_restored_step_stops(tmp_path, first_20, data_dir):
+  shutil.copytree(first_20, tmp_path / 'run')
+  summary = (tmp_path / 'run' / 'summary.json').read_text()
+  result = run_main(tmp_path / 'run', *common(data_dir, 10), check=False)
+  assert_one_paragraph(
+    result, 'num_train_steps=10 is below step 20', '--config.num_train_steps=20 or more'
+  )
+  assert (tmp_path / 'run' / 'summary.json').read_text() == summary  # Not "step 20 of 10".
+
+
+# resnet_jax.main that receives SIGTERM during step STOP_AT (its handler runs in the loop).
+def _sigterm_at(step):
+  return (
+    '-c',
+    "import os, runpy, signal; os.environ['GLIBC_TUNABLES'] = 'glibc.malloc.hugetlb=1'; "
+    'from resnet_jax import train; reached = train._PreemptionFlag.reached\n'
+    'def at(self, manager, step):\n'
+    f'  if step == {step}: os.kill(os.getpid(), signal.SIGTERM)\n'
+    '  return reached(self, manager, step)\n'
+    "train._PreemptionFlag.reached = at; runpy.run_module('resnet_jax.main', run_name='__main__')",
+  )
+
+
+def test_sigterm_between_two_metric_rows_resumes_to_the_same_rows(tmp_path, straight, data_dir):
+  stopped = run_main(tmp_path, *common(data_dir, 30), entry=_sigterm_at(15))
+  assert 'Preempted: saved the checkpoint of step 15' in stopped.stderr
+  assert restore_checkpoint(tmp_path)[0] == 15
+  run_main(tmp_path, *common(data_dir, 30))
+  assert_same_state(tmp_path, straight)
+  assert rows_of(tmp_path) == rows_of(straight)
+
+
+def test_resuming_from_the_step_1_checkpoint_writes_the_same_rows(
+  tmp_path, first_20, straight, data_dir
+):
+  workdir = tmp_path / 'run'
+  shutil.copytree(first_20, workdir)
+  for step in ('10', '20'):
+    shutil.rmtree(workdir / 'checkpoints' / step)
+  run_main(workdir, *common(data_dir, 30))
+  assert_same_state(workdir, straight)
+  assert rows_of(workdir) == rows_of(straight)
+
+
+def test_the_run_ends_within_2_s_of_its_summary(tmp_path, data_dir):
+  """With the lock released: a chain of runs or a sweep waits on nothing after summary.json.
+  Twice (a run, then its resumed extension): the wait was as long as a sleep of tf.data's
+  autotuning thread, from nothing to 20 s."""
+  for steps in (100, 200):
+    run = run_main(
+      tmp_path,
+      *common(data_dir, steps, every=50),
+      stdout=subprocess.DEVNULL,
+      stderr=subprocess.DEVNULL,
+    )
+    summary = tmp_path / 'summary.json'
+    while not (summary.exists() and json.loads(summary.read_text())['step'] == steps):
+      assert run.poll() is None, 'the run ended without a summary'
+      time.sleep(0.01)
+    run.wait(timeout=120)
+    assert time.time() - summary.stat().st_mtime < 2.0
+    assert run.returncode == 0 and (tmp_path / 'lock.json').read_text() == ''
 
 
 def _data_files(step_dir):
@@ -133,6 +218,11 @@ def _damage(step_dir, how):
     (step_dir / 'default' / '_METADATA').unlink()
   elif how == 'unfinished':
     step_dir.rename(step_dir.parent / f'{step_dir.name}.orbax-checkpoint-tmp-1796000000')
+  elif how == 'flipped':  # One bit of array data: the file still reads, its values are wrong.
+    largest = _data_files(step_dir)[-1]
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    largest.write_bytes(bytes(data))
 
 
 def _listing(directory):
@@ -141,7 +231,7 @@ def _listing(directory):
   )
 
 
-@pytest.mark.parametrize('how', ['truncated', 'zeroed', 'metadata_less', 'unfinished'])
+@pytest.mark.parametrize('how', ['truncated', 'zeroed', 'metadata_less', 'unfinished', 'flipped'])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous(
   tmp_path, first_20, straight, data_dir, how
 ):

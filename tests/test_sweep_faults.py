@@ -69,12 +69,14 @@ def checkpoint_steps(point_dir: str) -> list[int]:
   return sorted(int(n) for n in names if n.isdigit())
 
 
-def start_and_wait_for_checkpoint(command: list[str], point_dir: str) -> subprocess.Popen:
+def start_and_wait_for_checkpoint(
+  command: list[str], point_dir: str, stderr=subprocess.PIPE
+) -> subprocess.Popen:
   runner = subprocess.Popen(
     command,
     cwd=REPO,
     stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
+    stderr=stderr,
     text=True,
     env=dict(os.environ, SWEEP_UNDER_TEST=point_dir),
   )
@@ -129,9 +131,11 @@ def test_sigterm_to_sweep_runner_stops_its_point_with_a_checkpoint(one_point_swe
 
 
 @pytest.mark.slow
-def test_sigkilled_sweep_runner_leaves_no_training_point(one_point_sweep):
+def test_sigkilled_sweep_runner_leaves_no_training_point(one_point_sweep, tmp_path):
   sweep_command, point_dir = one_point_sweep
-  runner = start_and_wait_for_checkpoint(sweep_command, point_dir)
+  log = tmp_path / 'runner.log'  # Where the runner's output and its worker's stderr go.
+  with open(log, 'w') as stderr:
+    runner = start_and_wait_for_checkpoint(sweep_command, point_dir, stderr=stderr)
   runner.kill()
   runner.communicate(timeout=30)
   assert runner.returncode == -signal.SIGKILL
@@ -139,6 +143,8 @@ def test_sigkilled_sweep_runner_leaves_no_training_point(one_point_sweep):
   while main_processes(point_dir) and time.time() < deadline:
     time.sleep(0.1)
   assert not main_processes(point_dir), 'the point outlived its runner by 60 s'
+  # The worker saved its point and left quietly, though nobody reads its answer any more.
+  assert 'Traceback' not in log.read_text() and 'Exception ignored' not in log.read_text()
   assert_stopped_at_a_checkpoint_and_resumes(sweep_command, point_dir)
 
 

@@ -2,8 +2,10 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 from etils import epath
@@ -20,6 +22,62 @@ def test_a_second_lock_on_a_held_workdir_names_the_holder(tmp_path):
         pass
   with workdir.lock(path):  # Released at the end of the first run.
     pass
+
+
+@pytest.mark.parametrize('how', ['deleted', 'replaced'])
+def test_a_held_lock_holds_when_its_file_is_deleted_or_replaced(tmp_path, how):
+  path = epath.Path(tmp_path)
+  with workdir.lock(path):
+    lock_file = tmp_path / workdir.LOCK_FILE
+    if how == 'deleted':
+      lock_file.unlink()
+    else:  # A new file in its place, as an editor or `cp` would leave it.
+      (tmp_path / 'new').write_text(json.dumps({'host': 'gone', 'pid': 1, 'started': 'then'}))
+      os.replace(tmp_path / 'new', lock_file)
+    with pytest.raises(errors.WorkdirError, match='in use by another run'):
+      with workdir.lock(path):
+        pass
+
+
+def test_an_error_leaves_the_lock_free_and_unnamed(tmp_path, caplog):
+  path = epath.Path(tmp_path)
+  with pytest.raises(errors.DataError):
+    with workdir.lock(path):
+      raise errors.DataError('bad data')
+  assert (tmp_path / workdir.LOCK_FILE).read_text() == ''
+  with caplog.at_level('WARNING'):
+    with workdir.lock(path):
+      pass
+  assert 'Taking over' not in caplog.text
+
+
+def test_a_bucket_lock_taken_by_another_run_stops_its_holder(tmp_path, monkeypatch):
+  """The lock of object stores, exercised on a local path through the same code."""
+  monkeypatch.setattr(workdir, 'HEARTBEAT_S', 0.01)
+  lock_file = tmp_path / workdir.LOCK_FILE
+  other = {'host': 'other', 'pid': 2, 'started': 'now', 'heartbeat': 1e12}
+  with workdir._bucket_lock(epath.Path(tmp_path)) as held:  # noqa: SLF001
+    held.check()
+    lock_file.write_text(json.dumps(other))
+    deadline = time.time() + 10
+    while held.taken_by is None and time.time() < deadline:
+      time.sleep(0.01)
+    with pytest.raises(errors.WorkdirError, match='taken by another run.*process 2 on host other'):
+      held.check()
+  assert json.loads(lock_file.read_text()) == other  # The new holder's file stays.
+
+
+def test_the_full_disk_message_counts_its_checkpoints(tmp_path):
+  from resnet_jax import train
+
+  (tmp_path / 'checkpoints' / '10').mkdir(parents=True)
+  message = str(train._disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
+  assert 'the checkpoint of step 10 is intact' in message
+  (tmp_path / 'checkpoints' / '20').mkdir()
+  message = str(train._disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
+  assert 'the checkpoints of steps 10, 20 are intact' in message
+  shutil.rmtree(tmp_path / 'checkpoints')
+  assert 'no checkpoint is intact' in str(train._disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
 
 
 def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
