@@ -225,14 +225,23 @@ def lock(workdir: epath.Path) -> contextlib.AbstractContextManager[Held]:
 
 
 def changed_fields(recorded: dict[str, Any], config: dict[str, Any]) -> dict[str, tuple]:
-  """{field: (recorded value, new value)} for every field a resumed run must keep."""
+  """{field: (recorded value, new value)} for every field a resumed run must keep.
+
+  A field the recorded config lacks (a run from before the field existed) that is at its
+  configs/default.py value is no change: a new field's default keeps the old behaviour.
+  """
+  from configs import default  # Imported here: the package need not be on the path to lock.
+
   old, new = fields.flatten(recorded), fields.flatten(config)
+  defaults = fields.flatten(json.loads(default.get_config().to_json()))
   missing = object()
   changes = {}
   for field in sorted(old.keys() | new.keys()):
     if field.split('.')[0] in RESUMABLE_CHANGES:
       continue
     before, after = old.get(field, missing), new.get(field, missing)
+    if before is missing and field in defaults and after == defaults[field]:
+      continue
     if before != after:
       changes[field] = tuple('(absent)' if v is missing else v for v in (before, after))
   return changes

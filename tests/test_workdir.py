@@ -131,6 +131,19 @@ def test_resuming_with_a_changed_shape_field_lists_every_difference(tmp_path):
   workdir.check_config(path, longer, resuming=True)
 
 
+def test_a_run_recorded_before_a_field_existed_resumes_at_its_default(tmp_path):
+  path = epath.Path(tmp_path)
+  workdir.check_config(path, quickstart.get_config(), resuming=False)
+  recorded = json.loads((tmp_path / workdir.CONFIG_FILE).read_text())
+  del recorded['crop_sampler'], recorded['bn_group_size']  # as written before they existed
+  (tmp_path / workdir.CONFIG_FILE).write_text(json.dumps(recorded))
+  workdir.check_config(path, quickstart.get_config(), resuming=True)  # defaults: no change
+  grouped = quickstart.get_config()
+  grouped.bn_group_size = 16
+  with pytest.raises(errors.WorkdirError, match=r"bn_group_size: '\(absent\)' -> 16"):
+    workdir.check_config(path, grouped, resuming=True)
+
+
 def test_a_fresh_start_replaces_the_config_of_a_run_that_never_checkpointed(tmp_path):
   path = epath.Path(tmp_path)
   first = quickstart.get_config()
