@@ -30,10 +30,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_only = False
 
   # --- Data --------------------------------------------------------------------------------
-  # A TFDS name ('cifar10', 'cifar100', 'imagenet2012'), 'digits' (the embedded UCI digits,
-  # shipped with scikit-learn) or 'fake' (synthetic batches, no TensorFlow needed).
+  # Any TFDS name, with an optional ':VERSION' or '/CONFIG' ('cifar10', 'imagenet2012',
+  # 'oxford_flowers102'), 'digits' (the embedded UCI digits, shipped with scikit-learn), 'folder'
+  # (images in data_dir/<split>/<class>/, see docs/own_data.md) or 'fake' (synthetic batches, no
+  # TensorFlow needed).
   config.dataset = 'cifar10'
   # TFDS data directory; empty means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  # With dataset='folder', the folder of images.
   config.data_dir = ''
   # TFDS split names (any TFDS split expression, e.g. 'train[:90%]') for training and evaluation.
   # He 2015's CIFAR protocol for choosing hyper-parameters, 45k training and 5k validation
@@ -48,8 +51,16 @@ def get_config() -> ml_collections.ConfigDict:
   # iResNet script trains: larger crops on average, the central crop of an allowed aspect ratio
   # when none fits). CIFAR and the digits pad and crop instead.
   config.crop_sampler = 'inception'
-  # Number of classes of the classifier; must match the dataset.
-  config.num_classes = 10
+  # Number of classes of the classifier; 0: the dataset's (fake data: 10). A number that
+  # disagrees with the dataset is an error.
+  config.num_classes = 0
+  # Training augmentation: '' (the dataset's own), 'pad_crop' (pad by 1/8 of the side, random
+  # crop back: small images) or 'inception_crop' (random-resized crop: large or variable-size
+  # images). Datasets other than the built-in ones get 'pad_crop' for images of at most 64
+  # pixels a side (or, of unknown size, image_size <= 64), else 'inception_crop'.
+  config.augmentation = ''
+  # False turns off the random mirroring of training images (the digits are never mirrored).
+  config.flip = True
   # Global batch size (summed over all devices and hosts), images per step.
   config.batch_size = 128
   # Global evaluation batch size; the last batch is padded and masked, never dropped.

@@ -73,7 +73,7 @@ def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   return models.create_model(
     model_name(config),
-    num_classes=config.num_classes,
+    num_classes=data_lib.known_num_classes(config),
     dtype=compute_dtype(config),
     **config.model_kwargs.to_dict(),
   )
@@ -272,7 +272,7 @@ def check_config(config: ml_collections.ConfigDict) -> nn.Module:
   optim.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
-  data_lib.check_dataset_name(config.dataset)
+  data_lib.check_dataset_name(config)
   data_lib.eval_images(config)
   return create_model(config)
 
@@ -303,6 +303,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   The workdir is locked for the whole run, so a second run started in it stops at once."""
   workdir = paths.resolve(workdir)
   model = check_config(config)  # Before any data is read or anything compiles.
+  if not config.num_classes:
+    config = data_lib.with_num_classes(config)
+    model = create_model(config)
   with contextlib.ExitStack() as stack:
 
     def prepare_workdir():
