@@ -24,8 +24,13 @@ def get_config() -> ml_collections.ConfigDict:
   # stay in float32.
   config.dtype = 'auto'
   # Directory of an Orbax checkpoint (from `resnet_jax.convert` or a training run) whose
-  # `params` and `batch_stats` initialise the model; the optimizer starts fresh.
+  # `params` and `batch_stats` initialise the model; the optimizer starts fresh. A classifier
+  # with another number of classes is dropped and initialised afresh (fine-tuning).
   config.init_from = ''
+  # Fine-tuning: -1 trains every layer, 0 freezes the stem, N the stem and the first N stages.
+  config.freeze_stages = -1
+  # The learning rate of everything but the classifier, as a multiple of the classifier's.
+  config.backbone_lr_scale = 1.0
   # Only evaluate (the checkpoint in workdir, else `init_from`) and write summary.json.
   config.eval_only = False
 

@@ -17,6 +17,8 @@ RANGES = {
   'image_size': (1, math.inf, True),
   'num_classes': (0, math.inf, True),
   'depth': (0, math.inf, True),
+  'freeze_stages': (-1, math.inf, True),
+  'backbone_lr_scale': (0, math.inf, True),
   'eval_image_size': (0, math.inf, True),
   'fake_eval_batches': (1, math.inf, True),
   'shuffle_buffer_size': (1, math.inf, True),

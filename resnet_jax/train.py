@@ -37,6 +37,7 @@ from resnet_jax import (
   config_checks,
   errors,
   evaluation,
+  finetune,
   metric_logging,
   models,
   optim,
@@ -344,7 +345,7 @@ def _train_and_evaluate(
   init_rng = jax.random.key(config.seed, impl='rbg')
   dropout_rng = jax.random.key(config.seed)
   state = create_train_state(
-    model, optim.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
+    model, finetune.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -362,7 +363,7 @@ def _train_and_evaluate(
     state = restored
     logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
-    state = restore_pretrained(state, config.init_from)
+    state = finetune.restore_pretrained(state, config.init_from, restore_pretrained)
   start_step = int(state.step)
 
   writer = metric_logging.create_writer(workdir, start_step, finished=start_step >= total_steps)
