@@ -313,6 +313,11 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
   return preprocess
 
 
+def center_crop(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec) -> tf.Tensor:
+  """One decoded image, normalised, as 'center' evaluation classifies it (prediction, export)."""
+  return _normalize(_resize_center_crop(image, eval_image), spec)
+
+
 def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
   """(The resized image, its longer side centre-cropped to at most `eval_image.crop`, at the top
   left of a `crop` x `crop` canvas of zeros; its height and width)."""

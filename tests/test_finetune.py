@@ -83,15 +83,22 @@ def test_frozen_stages_do_not_move_and_the_backbone_learns_slower():
 
 
 @pytest.mark.slow
-def test_fine_tuning_a_run_onto_three_classes_resumes_bit_identically(tmp_path, data_dir):
-  source = tmp_path / 'source'
-  run_main(source, f'--config.data_dir={data_dir}', '--config.num_train_steps=10')
+def test_fine_tuning_a_run_onto_three_classes_resumes_bit_identically(tmp_path):
+  folder = ['--config.image_size=8', '--config.flip=False', '--config.model=cifar_resnet8']
+  digits_dataset.write_folder(str(tmp_path / 'ten'), 8)
   digits_dataset.write_folder(str(tmp_path / 'three'), 8, 3)
+  source = tmp_path / 'source'
+  run_main(
+    source,
+    f'--config.data_dir={tmp_path / "ten"}',
+    *folder,
+    '--config.num_train_steps=10',
+    config='configs/folder.py',
+  )
   common = [
     f'--config.data_dir={tmp_path / "three"}',
     f'--config.init_from={source}',
-    '--config.image_size=8',
-    '--config.flip=False',
+    *folder,
     '--config.freeze_stages=1',
     '--config.backbone_lr_scale=0.1',
     '--config.num_train_steps=60',

@@ -246,7 +246,13 @@ BAD = [
 
 
 def _files(root):
-  return {p: open(os.path.join(d, p), 'rb').read() for d, _, fs in os.walk(root) for p in fs}
+  """{path under root: bytes} of every file."""
+  found = {}
+  for directory, _, names in os.walk(root):
+    for name in names:
+      with open(os.path.join(directory, name), 'rb') as f:
+        found[os.path.relpath(os.path.join(directory, name), root)] = f.read()
+  return found
 
 
 @pytest.mark.parametrize('breakage, message', BAD, ids=[b.__name__.strip('_') for b, _ in BAD])
@@ -285,9 +291,8 @@ def test_a_bad_folder_exits_with_code_1_and_one_line(tmp_path):
       sys.executable,
       '-m',
       'resnet_jax.main',
-      '--config=configs/quickstart.py',
+      '--config=configs/folder.py',
       f'--workdir={tmp_path / "run"}',
-      '--config.dataset=folder',
       f'--config.data_dir={root}',
     ],
     cwd=REPO,

@@ -1,0 +1,163 @@
+"""Classifies image files with a trained run: one line per image, its top classes and their
+probabilities.
+
+    python -m resnet_jax.predict --workdir=W [--top=K] FILE_OR_DIR...
+
+Images are prepared as the run's evaluation prepares its 'center' crop (the config recorded in
+the workdir: size, crop fraction, normalisation), from the newest checkpoint. A file that cannot
+be decoded as an image gets one line on stderr, the others are still classified, and the exit
+code is then 1.
+"""
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from absl import app, flags, logging
+
+from resnet_jax import errors
+
+FLAGS = flags.FLAGS
+
+
+class Run(NamedTuple):
+  """What classifying an image needs of a training run."""
+
+  config: Any  # ml_collections.ConfigDict as recorded in the workdir
+  model: Any  # flax.linen.Module
+  variables: dict  # {'params', 'batch_stats'} of the newest checkpoint
+  spec: Any  # data.DatasetSpec
+  eval_image: Any  # data.EvalImage
+  class_names: list[str]
+
+
+def load_run(workdir: str) -> Run:
+  """The run in `workdir`: its recorded config, model, newest checkpoint and class names."""
+  import ml_collections
+  import orbax.checkpoint as ocp
+
+  from resnet_jax import checkpoints, data, input_pipeline, paths, train
+  from resnet_jax import workdir as run_workdir
+
+  path = paths.resolve(workdir)
+  if not (path / run_workdir.CONFIG_FILE).exists():
+    raise errors.WorkdirError(f'{workdir} holds no training run ({run_workdir.CONFIG_FILE}).')
+  config = ml_collections.ConfigDict(json.loads((path / run_workdir.CONFIG_FILE).read_text()))
+  finished = checkpoints.finished_steps(path / 'checkpoints')
+  if not finished:
+    raise errors.CheckpointError(f'{workdir} holds no finished checkpoint yet.')
+  tree = ocp.StandardCheckpointer().restore(finished[0] / 'default')
+  variables = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
+  config = data.with_num_classes(config)  # Runs record the number they trained with.
+  builder = input_pipeline.get_builder(config)
+  size = data.eval_image_size(config)
+  eval_image = data.EvalImage(round(size / config.eval_crop_fraction), size)
+  return Run(
+    config,
+    train.create_model(config),
+    variables,
+    input_pipeline.dataset_spec(builder, config),
+    eval_image,
+    input_pipeline.class_names(builder),
+  )
+
+
+def prepare(images, run: Run):
+  """uint8 images [N, H, W, C] of one size as the run's 'center' evaluation classifies them."""
+  import tensorflow as tf
+
+  from resnet_jax import input_pipeline
+
+  return tf.map_fn(
+    lambda image: input_pipeline.center_crop(image, run.eval_image, run.spec),
+    images,
+    fn_output_signature=tf.float32,
+  )
+
+
+def probabilities(run: Run, images):
+  """Softmax of the run's logits for prepared images, float32 [N, classes]."""
+  import jax
+
+  logits = run.model.apply(run.variables, images, train=False)
+  return jax.nn.softmax(logits.astype('float32'), axis=-1)
+
+
+def image_files(paths: Sequence[str]) -> list[str]:
+  """The files given, and every file under the directories given, in sorted order."""
+  files = []
+  for path in paths:
+    if os.path.isdir(path):
+      files += sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names)
+    else:
+      files.append(path)
+  return files
+
+
+def decode(path: str, channels: int):
+  """The image file at `path` as uint8 [H, W, channels]; DataError if it is none."""
+  import tensorflow as tf
+
+  try:
+    return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+  except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as error:
+    reason = 'no such file' if isinstance(error, tf.errors.NotFoundError) else 'not an image'
+    raise errors.DataError(f'{path}: {reason} (JPEG, PNG, GIF or BMP), skipped.') from None
+
+
+def predict(run: Run, files: Sequence[str], top: int) -> tuple[list[tuple[str, Any]], list[str]]:
+  """([(file, probabilities)], [one-line error per file that could not be read])."""
+  import numpy as np
+
+  results, failures = [], []
+  for path in files:
+    try:
+      image = decode(path, len(run.spec.mean))
+    except errors.DataError as error:
+      failures.append(str(error))
+      continue
+    batch = prepare(image[None], run).numpy()
+    results.append((path, np.asarray(probabilities(run, batch))[0]))
+  return results, failures
+
+
+def format_line(path: str, probs, class_names: Sequence[str], top: int) -> str:
+  import numpy as np
+
+  best = np.argsort(-probs, kind='stable')[:top]
+  return '\t'.join([path, *(f'{class_names[i]}\t{probs[i]:.4f}' for i in best)])
+
+
+def main(argv: Sequence[str]) -> None:
+  if FLAGS.workdir is None or len(argv) < 2:
+    print(
+      'usage: python -m resnet_jax.predict --workdir=W [--top=K] FILE_OR_DIR...', file=sys.stderr
+    )
+    sys.exit(1)
+  if FLAGS.top < 1:
+    print(f'error: --top={FLAGS.top} must be at least 1.', file=sys.stderr)
+    sys.exit(1)
+  logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines would drown the results.
+  try:
+    run = load_run(FLAGS.workdir)
+  except errors.Error as error:
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(1)
+  results, failures = predict(run, image_files(argv[1:]), FLAGS.top)
+  for path, probs in results:
+    print(format_line(path, probs, run.class_names, FLAGS.top))
+  for failure in failures:
+    print(f'error: {failure}', file=sys.stderr)
+  if failures:
+    sys.exit(1)
+
+
+if __name__ == '__main__':
+  # Defined here, not on import: predict's functions serve export, whose flags differ.
+  flags.DEFINE_string(
+    'workdir', None, 'Workdir of a training run (its config.json and checkpoints).'
+  )
+  flags.DEFINE_integer('top', 1, 'Classes printed per image, most probable first.')
+  app.run(main)
