@@ -7,10 +7,13 @@ varying size in 102 classes (oxford_flowers102), labels under another name and n
 keys. `tfds.testing.mock_data` would not do: its datasets have no split sizes.
 """
 
+import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -304,3 +307,89 @@ def test_a_bad_folder_exits_with_code_1_and_one_line(tmp_path):
   assert len(error) == 1 and 'train/dog/3.png is not a JPEG or PNG image' in error[0]
   assert 'Traceback' not in result.stderr
   assert _files(root) == before and not (tmp_path / 'run').exists()
+
+
+# --- The worked example of docs/own_data.md -------------------------------------------------
+
+
+def _worked_example() -> list[str]:
+  from test_docs import bash_blocks
+
+  with open(os.path.join(REPO, 'docs', 'own_data.md')) as f:
+    block = bash_blocks(f.read())[0]
+  return block.strip().splitlines()
+
+
+def test_every_documented_own_data_tool_command_is_in_the_worked_example():
+  from test_docs import COMMANDS, tool
+
+  example = [shlex.split(line) for line in _worked_example()]
+  for document, _, argv in COMMANDS:
+    if tool(argv) in ('resnet_jax.digits_dataset', 'resnet_jax.predict', 'resnet_jax.export'):
+      assert argv in example, f'{document}: {shlex.join(argv)} is run by no test'
+
+
+@pytest.mark.slow
+def test_worked_example(tmp_path):
+  """The commands of docs/own_data.md as written, in a scratch directory: the folder run and
+  the fine-tuned one reach 95%, predict agrees with the labels, export with predict."""
+  os.symlink(os.path.join(REPO, 'configs'), tmp_path / 'configs')
+  env = {**os.environ, 'PYTHONPATH': REPO}
+  outputs = []
+  for line in _worked_example():
+    argv = shlex.split(line)
+    start = time.time()
+    result = subprocess.run(
+      [sys.executable, *argv[1:]], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(f'{time.time() - start:6.1f} s  {line}')
+    outputs.append(result.stdout)
+  folder_run = json.loads((tmp_path / 'runs' / 'digits16' / 'summary.json').read_text())
+  tuned = json.loads((tmp_path / 'runs' / 'digits3' / 'summary.json').read_text())
+  print('folder run', folder_run['eval'], folder_run['config']['num_classes'])
+  print('fine-tuned', tuned['eval'], tuned['config']['num_classes'])
+  assert folder_run['config']['num_classes'] == 10 and folder_run['eval']['top1'] >= 0.95
+  assert tuned['config']['num_classes'] == 3 and tuned['eval']['top1'] >= 0.95
+
+  # predict: one line per file of digits16/test/7, as often right as the run's top-1 says.
+  lines = [line.split('\t') for line in outputs[2].splitlines()]
+  files = sorted(os.listdir(tmp_path / 'digits16' / 'test' / '7'))
+  assert [os.path.basename(line[0]) for line in lines] == files
+  agreement = np.mean([line[1] == '7' for line in lines])
+  print(f'predict: {agreement:.3f} of {len(lines)} images of 7')
+  assert agreement >= folder_run['eval']['top1'] - 2 / len(lines)
+
+  # export: the SavedModel gives predict's probabilities, in batches of any size.
+  serve = tf.saved_model.load(str(tmp_path / 'runs' / 'digits16_savedmodel')).signatures[
+    'serving_default'
+  ]
+  paths = [os.path.join(tmp_path, line[0]) for line in lines]
+  images = tf.stack([tf.io.decode_png(tf.io.read_file(p), channels=3) for p in paths])
+  exported = serve(images=images)['probabilities'].numpy()
+  from resnet_jax import predict
+
+  run = predict.load_run(str(tmp_path / 'runs' / 'digits16'))
+  results, failures = predict.predict(run, paths, 1)
+  assert not failures
+  np.testing.assert_allclose(exported, np.stack([p for _, p in results]), atol=1e-5)
+  assert [float(line[2]) for line in lines] == pytest.approx(
+    [float(exported[i].max()) for i in range(len(lines))], abs=1e-4
+  )
+  bigger = serve(images=tf.image.resize(images[:2], [40, 30], method='nearest'))
+  assert bigger['probabilities'].shape == (2, 10)
+
+  # A file that is no image: one line on stderr, the others still predicted, exit code 1.
+  (tmp_path / 'notes.png').write_text('not a picture')
+  result = subprocess.run(
+    [sys.executable, '-m', 'resnet_jax.predict', '--workdir=runs/digits16', 'notes.png', paths[0]],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+  )
+  assert result.returncode == 1
+  assert [line for line in result.stderr.splitlines() if line.startswith('error:')] == [
+    'error: notes.png: not an image (JPEG, PNG, GIF or BMP), skipped.'
+  ]
+  assert result.stdout.splitlines() == [outputs[2].splitlines()[0].replace(lines[0][0], paths[0])]
