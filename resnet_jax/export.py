@@ -18,15 +18,14 @@ from resnet_jax import errors
 FLAGS = flags.FLAGS
 
 
-def export(workdir: str, output: str) -> None:
-  """Writes the SavedModel of the newest checkpoint of the run in `workdir` to `output`."""
+def export(run, output: str) -> None:
+  """Writes the SavedModel of `run` (a `predict.Run`) to `output`."""
   import jax
   import tensorflow as tf
   from jax.experimental import jax2tf
 
   from resnet_jax import predict
 
-  run = predict.load_run(workdir)
   channels = len(run.spec.mean)
 
   def classify(variables, images):
@@ -51,22 +50,29 @@ def export(workdir: str, output: str) -> None:
 
   module.serve = serve
   tf.saved_model.save(module, output, signatures={'serving_default': serve})
-  logging.info('Wrote the SavedModel of %s to %s.', workdir, output)
+  logging.info('Wrote the SavedModel to %s.', output)
 
 
 def main(argv: Sequence[str]) -> None:
-  if FLAGS.workdir is None or FLAGS.output is None or len(argv) > 1:
-    print('usage: python -m resnet_jax.export --workdir=W --output=DIR', file=sys.stderr)
+  from resnet_jax import predict
+
+  if FLAGS.output is None or len(argv) > 1:
+    print(
+      'usage: python -m resnet_jax.export --workdir=W --output=DIR; for converted weights '
+      '--config=FILE --checkpoint=DIR instead of --workdir',
+      file=sys.stderr,
+    )
     sys.exit(1)
   try:
-    export(FLAGS.workdir, FLAGS.output)
+    export(predict.load_from_flags(), FLAGS.output)
   except errors.Error as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(1)
 
 
 if __name__ == '__main__':
-  # Defined here, not on import: predict's functions serve export, whose flags differ.
-  flags.DEFINE_string('workdir', None, 'Workdir of a training run.')
+  from resnet_jax import predict
+
+  predict.define_flags()
   flags.DEFINE_string('output', None, 'Directory the SavedModel is written to.')
   app.run(main)

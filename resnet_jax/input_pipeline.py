@@ -37,23 +37,29 @@ class DatasetNotPreparedError(errors.DataError):
   pass
 
 
-def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """The TFDS builder of `config.dataset`, prepared now unless that needs a manual step."""
+def find_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The builder of `config.dataset`, checked against the config, not prepared: its features
+  and class names are known without the data (except a folder's)."""
   check_dataset_name(config)
   if config.dataset == FOLDER:
     builder = image_folder.builder(config.data_dir, (config.train_split, config.eval_split))
-    check_features(builder, config)
-    return builder
-  try:
-    builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
-  except tfds.core.registered.DatasetNotFoundError as error:
-    raise errors.DataError(
-      f'Unknown dataset {config.dataset!r}: it is no TFDS dataset ({str(error).splitlines()[0]}). '
-      f"Name one of `tfds.list_builders()`, one of {', '.join(sorted(DATASETS))}, '{FOLDER}' "
-      "for a folder of images, or 'fake'."
-    ) from None
+  else:
+    try:
+      builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError as error:
+      raise errors.DataError(
+        f'Unknown dataset {config.dataset!r}: it is no TFDS dataset '
+        f'({str(error).splitlines()[0]}). Name one of `tfds.list_builders()`, one of '
+        f"{', '.join(sorted(DATASETS))}, '{FOLDER}' for a folder of images, or 'fake'."
+      ) from None
   check_features(builder, config)
-  if builder.is_prepared():
+  return builder
+
+
+def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The TFDS builder of `config.dataset`, prepared now unless that needs a manual step."""
+  builder = find_builder(config)
+  if config.dataset == FOLDER or builder.is_prepared():
     return builder
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
     manual_dir = os.path.join(builder._data_dir_root, 'downloads', 'manual')  # noqa: SLF001

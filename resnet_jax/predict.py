@@ -33,25 +33,31 @@ class Run(NamedTuple):
   class_names: list[str]
 
 
-def load_run(workdir: str) -> Run:
-  """The run in `workdir`: its recorded config, model, newest checkpoint and class names."""
+def load_run(workdir: str | None, config=None, checkpoint: str | None = None) -> Run:
+  """The run in `workdir`: its recorded config, model, newest checkpoint and class names; or,
+  without a workdir, `config` with the weights of `checkpoint` (`resnet_jax.convert`'s output)."""
   import ml_collections
   import orbax.checkpoint as ocp
 
   from resnet_jax import checkpoints, data, input_pipeline, paths, train
   from resnet_jax import workdir as run_workdir
 
-  path = paths.resolve(workdir)
-  if not (path / run_workdir.CONFIG_FILE).exists():
-    raise errors.WorkdirError(f'{workdir} holds no training run ({run_workdir.CONFIG_FILE}).')
-  config = ml_collections.ConfigDict(json.loads((path / run_workdir.CONFIG_FILE).read_text()))
-  finished = checkpoints.finished_steps(path / 'checkpoints')
-  if not finished:
-    raise errors.CheckpointError(f'{workdir} holds no finished checkpoint yet.')
-  tree = ocp.StandardCheckpointer().restore(finished[0] / 'default')
+  if workdir:
+    path = paths.resolve(workdir)
+    if not (path / run_workdir.CONFIG_FILE).exists():
+      raise errors.WorkdirError(f'{workdir} holds no training run ({run_workdir.CONFIG_FILE}).')
+    config = ml_collections.ConfigDict(json.loads((path / run_workdir.CONFIG_FILE).read_text()))
+    finished = checkpoints.finished_steps(path / 'checkpoints')
+    if not finished:
+      raise errors.CheckpointError(f'{workdir} holds no finished checkpoint yet.')
+    checkpoint = str(finished[0] / 'default')
+  tree = ocp.StandardCheckpointer().restore(paths.resolve(checkpoint))
   variables = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
-  config = data.with_num_classes(config)  # Runs record the number they trained with.
-  builder = input_pipeline.get_builder(config)
+  # Class names and normalisation from the dataset's metadata; its data need not be there.
+  builder = input_pipeline.find_builder(config)
+  if not config.num_classes:  # A config file's 0: the dataset's number (runs record theirs).
+    config = ml_collections.ConfigDict(config.to_dict())
+    config.num_classes = input_pipeline.num_classes(builder)
   size = data.eval_image_size(config)
   eval_image = data.EvalImage(round(size / config.eval_crop_fraction), size)
   return Run(
@@ -85,12 +91,17 @@ def probabilities(run: Run, images):
   return jax.nn.softmax(logits.astype('float32'), axis=-1)
 
 
+# Files under a directory that are classified; files named on the command line always are.
+SUFFIXES = ('.jpg', '.jpeg', '.png', '.gif', '.bmp')
+
+
 def image_files(paths: Sequence[str]) -> list[str]:
-  """The files given, and every file under the directories given, in sorted order."""
+  """The files given, and the image files under the directories given, in sorted order."""
   files = []
   for path in paths:
     if os.path.isdir(path):
-      files += sorted(os.path.join(d, f) for d, _, names in os.walk(path) for f in names)
+      found = (os.path.join(d, f) for d, _, names in os.walk(path) for f in names)
+      files += sorted(f for f in found if f.lower().endswith(SUFFIXES))
     else:
       files.append(path)
   return files
@@ -130,18 +141,38 @@ def format_line(path: str, probs, class_names: Sequence[str], top: int) -> str:
   return '\t'.join([path, *(f'{class_names[i]}\t{probs[i]:.4f}' for i in best)])
 
 
+USAGE = (
+  'usage: python -m resnet_jax.predict --workdir=W [--top=K] FILE_OR_DIR...; for converted '
+  'weights --config=FILE --checkpoint=DIR instead of --workdir'
+)
+
+
+def define_flags() -> None:
+  """The flags of predict and export, defined when one of them runs (importing defines none)."""
+  from ml_collections import config_flags
+
+  flags.DEFINE_string('workdir', None, 'Workdir of a training run (config.json, checkpoints).')
+  config_flags.DEFINE_config_file('config', None, 'Config file, with --checkpoint.')
+  flags.DEFINE_string('checkpoint', None, 'Converted weights (resnet_jax.convert --output).')
+
+
+def load_from_flags() -> Run:
+  """The run of --workdir, or of --config and --checkpoint (converted weights)."""
+  if bool(FLAGS.workdir) == bool(FLAGS.checkpoint and FLAGS.config):
+    raise errors.ConfigError('give --workdir, or --config and --checkpoint.')
+  return load_run(FLAGS.workdir, FLAGS.config, FLAGS.checkpoint)
+
+
 def main(argv: Sequence[str]) -> None:
-  if FLAGS.workdir is None or len(argv) < 2:
-    print(
-      'usage: python -m resnet_jax.predict --workdir=W [--top=K] FILE_OR_DIR...', file=sys.stderr
-    )
+  if len(argv) < 2:
+    print(USAGE, file=sys.stderr)
     sys.exit(1)
   if FLAGS.top < 1:
     print(f'error: --top={FLAGS.top} must be at least 1.', file=sys.stderr)
     sys.exit(1)
   logging.set_verbosity(logging.WARNING)  # Orbax's INFO lines would drown the results.
   try:
-    run = load_run(FLAGS.workdir)
+    run = load_from_flags()
   except errors.Error as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(1)
@@ -155,9 +186,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == '__main__':
-  # Defined here, not on import: predict's functions serve export, whose flags differ.
-  flags.DEFINE_string(
-    'workdir', None, 'Workdir of a training run (its config.json and checkpoints).'
-  )
+  define_flags()
   flags.DEFINE_integer('top', 1, 'Classes printed per image, most probable first.')
   app.run(main)
