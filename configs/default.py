@@ -61,8 +61,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_classes = 0
   # Training augmentation: '' (the dataset's own), 'pad_crop' (pad by 1/8 of the side, random
   # crop back: small images) or 'inception_crop' (random-resized crop: large or variable-size
-  # images). Datasets other than the built-in ones get 'pad_crop' for images of at most 64
-  # pixels a side (or, of unknown size, image_size <= 64), else 'inception_crop'.
+  # images). Datasets other than the built-in ones get 'pad_crop' for fixed-size images of at
+  # most 64 pixels a side, else 'inception_crop'; image folders 'pad_crop' if image_size <= 64.
   config.augmentation = ''
   # False turns off the random mirroring of training images (the digits are never mirrored).
   config.flip = True
