@@ -39,8 +39,8 @@ def check_layout(root: str, splits: Sequence[str]) -> dict[str, list[str]]:
   found = _folders(root)
   if not any(_folders(f'{root}/{split}') for split in found):
     raise errors.DataError(
-      f'{root} holds no split folders: lay the images out as {root}/train/<class>/<image> and '
-      f'{root}/test/<class>/<image>.'
+      f'{root} holds no split folders: lay the images out as <split>/<class>/<image> in it '
+      '(train/ and test/, unless config.train_split and config.eval_split say otherwise).'
     )
   classes, skipped = {}, collections.Counter()
   for split in dict.fromkeys(splits):
