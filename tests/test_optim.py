@@ -304,6 +304,7 @@ def test_large_batch_recipe_trains_three_steps_on_fake_data(recipe, tmp_path):
   config = recipe.get_config()
   config.model = 'resnet18'
   config.dataset, config.image_size, config.batch_size, config.eval_batch_size = 'fake', 32, 8, 8
+  config.bn_group_size = 4  # The recipe's groups of 32, scaled down with the batch.
   config.num_train_steps, config.num_epochs, config.log_every_steps = 3, 0, 1
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary['step'] == 3 and summary['dtype'] == 'bfloat16'
