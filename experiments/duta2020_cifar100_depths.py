@@ -16,28 +16,9 @@ CIFAR-100 with its CIFAR-10 recipe. Runs: 3 seeds at 56-1001 layers, one at 1202
   python -m resnet_jax.report --workdir=DIR
 """
 
-from resnet_jax.sweep import axis, product, zipit
-
-FAMILIES = ('resnet', 'resstage', 'iresnet')
-DEPTHS = (56, 110, 164, 1001)
-DEEP = (1202, 3002)  # one seed each
-WARMUP_FROM = 110  # as duta2020_cifar_depths.py
-WARMUP_STEPS = 400
-
-
-def models(depths):
-  runs = [(family, depth) for depth in depths for family in FAMILIES]
-  return zipit(
-    axis('model', [f'cifar_{family}{depth}' for family, depth in runs]),
-    axis('warmup_constant_steps', [WARMUP_STEPS if d >= WARMUP_FROM else 0 for _, d in runs]),
-  )
+from experiments import duta2020_cifar_depths as cifar10
 
 
 def get_sweep():
-  return {
-    'config': 'configs/cifar10_iresnet.py',
-    'fixed': {'dataset': 'cifar100', 'num_classes': 100},
-    'points': (
-      product(models(DEPTHS), axis('seed', [0, 1, 2])) + product(models(DEEP), axis('seed', [0]))
-    ),
-  }
+  """The CIFAR-10 series' points, on CIFAR-100."""
+  return cifar10.get_sweep() | {'fixed': {'dataset': 'cifar100', 'num_classes': 100}}
