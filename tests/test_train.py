@@ -13,7 +13,7 @@ import pytest
 
 from configs import default, resnet50
 from conftest import REPO
-from resnet_jax import data, evaluation, optim, train
+from resnet_jax import data, diagnosis, evaluation, optim, train
 
 
 def test_depth_override_changes_model_name():
@@ -78,7 +78,7 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(digits_config, tmp_
   config.weight_decay = 0.0
   config.checkpoint_every_steps = 1
   config.num_train_steps = 50
-  with pytest.raises(train.NonFiniteLossError, match='last good checkpoint'):
+  with pytest.raises(diagnosis.NonFiniteLossError, match='last good checkpoint'):
     train.train_and_evaluate(config, str(tmp_path))
   manager = ocp.CheckpointManager(tmp_path / 'checkpoints')
   assert manager.latest_step() is not None and manager.latest_step() < 50
