@@ -159,7 +159,8 @@ def pipeline_rates(image_size: int, batch: int) -> list[dict]:
   cifar = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
   for dataset, size, image in (('cifar10', 32, cifar), ('imagenet2012', image_size, jpeg)):
     spec = input_pipeline.DATASETS[dataset]
-    preprocess = input_pipeline._train_preprocess(spec, size)
+    # TF's crop sampler, as the measurements in NOTES.md were taken with.
+    preprocess = input_pipeline._train_preprocess(spec, size, 'inception')
     examples = tf.data.Dataset.from_tensors({'image': image, 'label': 0}).repeat()
     ds = examples.enumerate().map(
       lambda i, ex, preprocess=preprocess: preprocess(tf.stack([tf.constant(0, tf.int64), i]), ex),

@@ -25,16 +25,24 @@ def get_config() -> ml_collections.ConfigDict:
   # stay in float32.
   config.dtype = 'auto'
   # Directory of an Orbax checkpoint (from `resnet_jax.convert` or a training run) whose
-  # `params` and `batch_stats` initialise the model; the optimizer starts fresh.
+  # `params` and `batch_stats` initialise the model; the optimizer starts fresh. A classifier
+  # with another number of classes is dropped and initialised afresh (fine-tuning).
   config.init_from = ''
+  # Fine-tuning: -1 trains every layer, 0 freezes the stem, N the stem and the first N stages.
+  config.freeze_stages = -1
+  # The learning rate of everything but the classifier, as a multiple of the classifier's.
+  config.backbone_lr_scale = 1.0
   # Only evaluate (the checkpoint in workdir, else `init_from`) and write summary.json.
   config.eval_only = False
 
   # --- Data --------------------------------------------------------------------------------
-  # A TFDS name ('cifar10', 'cifar100', 'imagenet2012'), 'digits' (the embedded UCI digits,
-  # shipped with scikit-learn) or 'fake' (synthetic batches, no TensorFlow needed).
+  # Any TFDS name, with an optional ':VERSION' or '/CONFIG' ('cifar10', 'imagenet2012',
+  # 'oxford_flowers102'), 'digits' (the embedded UCI digits, shipped with scikit-learn), 'folder'
+  # (images in data_dir/<split>/<class>/, see docs/own_data.md) or 'fake' (synthetic batches, no
+  # TensorFlow needed).
   config.dataset = 'cifar10'
   # TFDS data directory; empty means the TFDS default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+  # With dataset='folder', the folder of images.
   config.data_dir = ''
   # TFDS split names (any TFDS split expression, e.g. 'train[:90%]') for training and evaluation.
   # He 2015's CIFAR protocol for choosing hyper-parameters, 45k training and 5k validation
@@ -49,8 +57,16 @@ def get_config() -> ml_collections.ConfigDict:
   # iResNet script trains: larger crops on average, the central crop of an allowed aspect ratio
   # when none fits). CIFAR and the digits pad and crop instead.
   config.crop_sampler = 'inception'
-  # Number of classes of the classifier; must match the dataset.
-  config.num_classes = 10
+  # Number of classes of the classifier; 0: the dataset's (fake data: 10). A number that
+  # disagrees with the dataset is an error.
+  config.num_classes = 0
+  # Training augmentation: '' (the dataset's own), 'pad_crop' (pad by 1/8 of the side, random
+  # crop back: small images) or 'inception_crop' (random-resized crop: large or variable-size
+  # images). Datasets other than the built-in ones get 'pad_crop' for fixed-size images of at
+  # most 64 pixels a side, else 'inception_crop'; image folders 'pad_crop' if image_size <= 64.
+  config.augmentation = ''
+  # False turns off the random mirroring of training images (the digits are never mirrored).
+  config.flip = True
   # Global batch size (summed over all devices and hosts), images per step.
   config.batch_size = 128
   # Images per BatchNorm statistics group in training: each run of this many consecutive images

@@ -16,8 +16,10 @@ RANGES = {
   'eval_batch_size': (1, math.inf, True),
   'bn_group_size': (0, math.inf, True),
   'image_size': (1, math.inf, True),
-  'num_classes': (2, math.inf, True),
+  'num_classes': (0, math.inf, True),
   'depth': (0, math.inf, True),
+  'freeze_stages': (-1, math.inf, True),
+  'backbone_lr_scale': (0, math.inf, True),
   'eval_image_size': (0, math.inf, True),
   'fake_eval_batches': (1, math.inf, True),
   'shuffle_buffer_size': (1, math.inf, True),
@@ -62,6 +64,8 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
     value = config.get(field)
     if value is not None and not _in_range(value, low, high, low_allowed):
       wrong.append(f'config.{field}={value!r} must be {_describe(low, high, low_allowed)}')
+  if config.num_classes == 1:
+    wrong.append("config.num_classes=1 must be at least 2, or 0 for the dataset's number")
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     wrong.append('config.num_train_steps or config.num_epochs must be positive')
   if wrong:

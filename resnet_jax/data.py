@@ -36,6 +36,8 @@ class DatasetSpec:
   augmentation: Augmentation
   pad: int = 0
   flip: bool = True
+  # Whether the images are read as JPEG bytes and decoded by the crop (ImageNet's files).
+  encoded: bool = False
 
   def __post_init__(self):
     valid = get_args(Augmentation)
@@ -65,17 +67,56 @@ DATASETS = {
     _scaled((0.5071, 0.4865, 0.4409)), _scaled((0.2673, 0.2564, 0.2762)), 'pad_crop', pad=4
   ),
   'imagenet2012': DatasetSpec(
-    _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop'
+    _scaled((0.485, 0.456, 0.406)), _scaled((0.229, 0.224, 0.225)), 'inception_crop', encoded=True
   ),
 }
+# `config.dataset` for DIR/<split>/<class>/<image> in `config.data_dir` (`resnet_jax.image_folder`).
+FOLDER = 'folder'
 
 
-def check_dataset_name(name: str) -> None:
-  if name != 'fake' and name not in DATASETS:
+def check_dataset_name(config: ml_collections.ConfigDict) -> None:
+  """The checks of `config.dataset` that need no TensorFlow; TFDS names are checked on reading."""
+  if not config.dataset:
     raise errors.ConfigError(
-      f'Unknown dataset {name!r}. Valid datasets: {", ".join(sorted(DATASETS))}, and '
-      "'fake' for synthetic batches."
+      f'config.dataset is empty: name a TFDS dataset (e.g. {", ".join(sorted(DATASETS))}), '
+      f"'{FOLDER}' with --config.data_dir=DIR for a folder of images, or 'fake'."
     )
+  if config.dataset == FOLDER and not config.data_dir:
+    raise errors.ConfigError(
+      f"config.dataset='{FOLDER}' reads DIR/<split>/<class>/<image>: give the folder as "
+      '--config.data_dir=DIR.'
+    )
+  if config.augmentation and config.augmentation not in get_args(Augmentation):
+    raise errors.ConfigError(
+      f'config.augmentation={config.augmentation!r} is not one of '
+      f"{', '.join(map(repr, get_args(Augmentation)))}, or '' for the dataset's own."
+    )
+
+
+def known_num_classes(config: ml_collections.ConfigDict) -> int:
+  """`config.num_classes`, or fake data's number; 0 where only the dataset can tell."""
+  if not config.num_classes and config.dataset == 'fake':
+    return fake_data.NUM_CLASSES
+  return config.num_classes
+
+
+def with_num_classes(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with `num_classes=0` replaced by the dataset's number of classes.
+
+  A copy: the run's config.json, summary and checkpoints then record the number it trained with.
+  'fake' data has `fake_data.NUM_CLASSES`.
+  """
+  if config.num_classes:
+    return config
+  if config.dataset == 'fake':
+    num_classes = known_num_classes(config)
+  else:
+    from resnet_jax import input_pipeline  # Imported here: it imports TensorFlow.
+
+    num_classes = input_pipeline.num_classes(input_pipeline.get_builder(config))
+  resolved = ml_collections.ConfigDict(config.to_dict())
+  resolved.num_classes = num_classes
+  return resolved
 
 
 class EvalData(NamedTuple):
@@ -164,7 +205,7 @@ class Data:
       self.pipeline = input_pipeline
       self.builder = input_pipeline.get_builder(config)
       self.num_train_examples = input_pipeline.num_train_examples(self.builder, config)
-      channels = input_pipeline.num_channels(config)
+      channels = input_pipeline.num_channels(self.builder, config)
     # Height, width, channels of one training image.
     self.image_shape = (config.image_size, config.image_size, channels)
 

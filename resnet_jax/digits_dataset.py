@@ -6,6 +6,9 @@ builder lets the quickstart run through exactly the same TFDS / tf.data path as 
 ImageNet. Importing this module registers the builder under the name 'digits'.
 """
 
+import os
+import sys
+
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -35,19 +38,44 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Nothing to download: the data ships with scikit-learn.
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    # Grey levels are 0..16; map them onto the usual 0..255 range of uint8 images.
-    images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
-    labels = digits.target.astype(np.int64)
-    order = np.random.default_rng(_SPLIT_SEED).permutation(len(labels))
-    test, train = order[:_NUM_TEST], order[_NUM_TEST:]
-    return {
-      'train': self._generate_examples(images, labels, train),
-      'test': self._generate_examples(images, labels, test),
-    }
+    images, labels, splits = _load()
+    return {name: self._generate_examples(images, labels, i) for name, i in splits.items()}
 
   def _generate_examples(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray):
     for i in indices:
       yield int(i), {'image': images[i], 'label': labels[i]}
+
+
+def _load() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+  """(uint8 images [N, 8, 8, 1], labels, {'train': indices, 'test': indices})."""
+  from sklearn.datasets import load_digits
+
+  digits = load_digits()
+  # Grey levels are 0..16; map them onto the usual 0..255 range of uint8 images.
+  images = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = digits.target.astype(np.int64)
+  order = np.random.default_rng(_SPLIT_SEED).permutation(len(labels))
+  return images, labels, {'train': order[_NUM_TEST:], 'test': order[:_NUM_TEST]}
+
+
+def write_folder(output: str, size: int = 16, classes: int = 10) -> None:
+  """The digits of `classes` classes as `size` x `size` PNGs in output/{train,test}/<digit>/,
+  the same split as the dataset: a folder of images, as a user brings one, that needs no
+  download."""
+  import tensorflow as tf
+
+  images, labels, splits = _load()
+  resized = tf.cast(tf.round(tf.image.resize(images, [size, size], antialias=True)), tf.uint8)
+  for split, indices in splits.items():
+    for i in indices:
+      if labels[i] < classes:
+        folder = os.path.join(output, split, str(labels[i]))
+        os.makedirs(folder, exist_ok=True)
+        tf.io.write_file(os.path.join(folder, f'{i:04d}.png'), tf.io.encode_png(resized[i]))
+
+
+if __name__ == '__main__':
+  # python -m resnet_jax.digits_dataset OUTPUT [SIZE [CLASSES]]
+  if not 2 <= len(sys.argv) <= 4:
+    sys.exit('usage: python -m resnet_jax.digits_dataset OUTPUT [SIZE [CLASSES]]')
+  write_folder(sys.argv[1], *map(int, sys.argv[2:]))

@@ -1,4 +1,4 @@
-"""TFDS / tf.data input pipelines for ImageNet, CIFAR and the embedded digits dataset.
+"""TFDS / tf.data input pipelines for any TFDS image dataset, image folders and the digits.
 
 Training data is a pure function of (seed, step): each epoch is shuffled with a seed derived
 from (seed, epoch) and every example is augmented with stateless random ops keyed by its
@@ -11,6 +11,7 @@ padded and masked.
 This is the only module that imports TensorFlow.
 """
 
+import dataclasses
 import math
 import os
 import sys
@@ -25,8 +26,9 @@ import tensorflow_datasets as tfds
 from resnet_jax import (
   digits_dataset,  # noqa: F401  (registers the 'digits' TFDS builder)
   errors,
+  image_folder,
 )
-from resnet_jax.data import DATASETS, DatasetSpec, EvalImage, check_dataset_name
+from resnet_jax.data import DATASETS, FOLDER, DatasetSpec, EvalImage, check_dataset_name
 
 # TensorFlow must never take the accelerator memory that JAX needs.
 tf.config.set_visible_devices([], 'GPU')
@@ -36,12 +38,29 @@ class DatasetNotPreparedError(errors.DataError):
   pass
 
 
+def find_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The builder of `config.dataset`, checked against the config, not prepared: its features
+  and class names are known without the data (except a folder's)."""
+  check_dataset_name(config)
+  if config.dataset == FOLDER:
+    builder = image_folder.builder(config.data_dir, (config.train_split, config.eval_split))
+  else:
+    try:
+      builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError as error:
+      raise errors.DataError(
+        f'Unknown dataset {config.dataset!r}: it is no TFDS dataset '
+        f'({str(error).splitlines()[0]}). Name one of `tfds.list_builders()`, one of '
+        f"{', '.join(sorted(DATASETS))}, '{FOLDER}' for a folder of images, or 'fake'."
+      ) from None
+  check_features(builder, config)
+  return builder
+
+
 def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The TFDS builder of `config.dataset`, prepared now unless that needs a manual step."""
-  check_dataset_name(config.dataset)
-  builder = tfds.builder(config.dataset, data_dir=config.data_dir or None)
-  check_features(builder.info.features, config)
-  if builder.is_prepared():
+  builder = find_builder(config)
+  if config.dataset == FOLDER or builder.is_prepared():
     return builder
   if builder.MANUAL_DOWNLOAD_INSTRUCTIONS:
     manual_dir = os.path.join(builder._data_dir_root, 'downloads', 'manual')  # noqa: SLF001
@@ -65,19 +84,54 @@ def get_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def check_features(features: tfds.features.FeaturesDict, config: ml_collections.ConfigDict) -> None:
+def feature_names(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
+  """The (image, label) features: the supervised keys, else the only Image and ClassLabel."""
+  features = builder.info.features
+  keys = builder.info.supervised_keys
+  if isinstance(keys, tuple) and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+    image, label = keys
+  else:
+    images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    image, label = (
+      (images[0] if len(images) == 1 else None),
+      (labels[0] if len(labels) == 1 else None),
+    )
+  if not (
+    isinstance(dict(features.items()).get(image), tfds.features.Image)
+    and isinstance(dict(features.items()).get(label), tfds.features.ClassLabel)
+  ):
+    raise errors.DataError(
+      f'Dataset {builder.name!r} is no image classification dataset this project can read: it '
+      f'needs one Image feature and one ClassLabel feature (or supervised keys naming them), '
+      f'and has {dict(features)}.'
+    )
+  return image, label
+
+
+def num_classes(builder: tfds.core.DatasetBuilder) -> int:
+  return builder.info.features[feature_names(builder)[1]].num_classes
+
+
+def class_names(builder: tfds.core.DatasetBuilder) -> list[str]:
+  return list(builder.info.features[feature_names(builder)[1]].names)
+
+
+def check_features(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> None:
   """Raises DataError if `num_classes` or `image_size` disagree with the dataset's metadata.
 
   A classifier with too few outputs trains silently on one-hot vectors of zeros for the labels
-  it lacks; one with too many wastes outputs. Crop-augmented datasets (CIFAR, digits) keep their
-  own image size, so `image_size` must be that size.
+  it lacks; one with too many wastes outputs. The built-in crop-augmented datasets (CIFAR,
+  digits) keep their own image size, so `image_size` must be that size; other datasets' images
+  are resized to it.
   """
   wrong = []
-  classes = features['label'].num_classes
-  if config.num_classes != classes:
+  classes = num_classes(builder)
+  if config.num_classes and config.num_classes != classes:
     wrong.append(f'config.num_classes={config.num_classes}, but it has {classes} classes')
-  height, width, _ = features['image'].shape
-  if DATASETS[config.dataset].augmentation == 'pad_crop' and config.image_size != height:
+  height, width, _ = builder.info.features[feature_names(builder)[0]].shape
+  spec = dataset_spec(builder, config)
+  if config.dataset in DATASETS and spec.augmentation == 'pad_crop' and config.image_size != height:
     wrong.append(
       f'config.image_size={config.image_size}, but its images are {height}x{width} and are '
       'trained at that size'
@@ -85,7 +139,7 @@ def check_features(features: tfds.features.FeaturesDict, config: ml_collections.
   if wrong:
     raise errors.DataError(
       f'The config does not match dataset {config.dataset!r}: {"; ".join(wrong)}. Set '
-      f'--config.num_classes={classes}'
+      f"--config.num_classes={classes} (or 0, the dataset's number)"
       + (f' --config.image_size={height}' if len(wrong) > 1 or 'image_size' in wrong[0] else '')
       + ', or choose the dataset these values are meant for.'
     )
@@ -94,6 +148,43 @@ def check_features(features: tfds.features.FeaturesDict, config: ml_collections.
 # The functions that tf.data traces branch on Python values only, so AutoGraph's rewriting of
 # their source (0.2-0.3 s of each start) would change nothing.
 _not_converted = tf.autograph.experimental.do_not_convert
+
+
+# Images of at most this many pixels a side are small: 'pad_crop' rather than 'inception_crop'.
+SMALL_IMAGE = 64
+_IMAGENET = DATASETS['imagenet2012']
+
+
+def dataset_spec(
+  builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict
+) -> DatasetSpec:
+  """How `config.dataset` is normalised and augmented.
+
+  The built-in datasets keep their own statistics; others use ImageNet's (their mean for
+  grey-level images). `config.augmentation` and `config.flip` override the dataset's choice.
+  """
+  image = builder.info.features[feature_names(builder)[0]]
+  if config.dataset in DATASETS:
+    spec = DATASETS[config.dataset]
+  else:
+    height, width, channels = image.shape
+    fixed = height is not None and width is not None
+    if fixed:
+      small = max(height, width) <= SMALL_IMAGE
+    else:  # Variable sizes are large images, except in a folder, whose sizes are unknown here.
+      small = config.dataset == FOLDER and config.image_size <= SMALL_IMAGE
+    mean, std = _IMAGENET.mean, _IMAGENET.std
+    if channels == 1:
+      mean, std = (float(np.mean(mean)),), (float(np.mean(std)),)
+    side = min(height, width) if fixed else config.image_size
+    spec = DatasetSpec(mean, std, 'pad_crop' if small else 'inception_crop', pad=max(side // 8, 1))
+  if config.augmentation:
+    pad = spec.pad or max(config.image_size // 8, 1)
+    spec = dataclasses.replace(spec, augmentation=config.augmentation, pad=pad)
+  encoded = spec.augmentation == 'inception_crop' and image.encoding_format == 'jpeg'
+  if len(spec.mean) == 1 and encoded:  # JPEGs are decoded to RGB.
+    spec = dataclasses.replace(spec, mean=spec.mean * 3, std=spec.std * 3)
+  return dataclasses.replace(spec, encoded=encoded, flip=spec.flip and config.flip)
 
 
 def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
@@ -177,10 +268,15 @@ def _torchvision_window(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.stack([top, left, crop_h, crop_w])
 
 
-def _random_resized_crop(image_bytes: tf.Tensor, size: int, seed: tf.Tensor, sampler: str):
-  """The `crop_window` of a JPEG resized to `size` x `size`, decoding only the crop."""
-  window = crop_window(tf.io.extract_jpeg_shape(image_bytes), seed, sampler)
-  image = tf.io.decode_and_crop_jpeg(image_bytes, window, channels=3)
+def _random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor, sampler: str, encoded: bool):
+  """The `crop_window` of an image resized to `size` x `size`; of JPEG bytes (`encoded`),
+  decoding only the crop."""
+  if encoded:
+    window = crop_window(tf.io.extract_jpeg_shape(image), seed, sampler)
+    image = tf.io.decode_and_crop_jpeg(image, window, channels=3)
+  else:
+    top, left, height, width = tf.unstack(crop_window(tf.shape(image), seed, sampler))
+    image = image[top : top + height, left : left + width]
   return tf.image.resize(image, [size, size], method='bilinear', antialias=True)
 
 
@@ -212,9 +308,11 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
   def preprocess(seed, example):
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     if spec.augmentation == 'inception_crop':
-      image = _random_resized_crop(example['image'], size, crop_seed, crop_sampler)
+      image = _random_resized_crop(example['image'], size, crop_seed, crop_sampler, spec.encoded)
     else:
       image = example['image']
+      if image.shape[:2] != (size, size):  # Another size, or sizes that vary: resized first.
+        image = _resize_center_crop(image, EvalImage(size, size))
       padded = tf.pad(image, [[spec.pad, spec.pad], [spec.pad, spec.pad], [0, 0]])
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
     if spec.flip:
@@ -222,6 +320,11 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
     return {'image': _normalize(image, spec), 'label': tf.cast(example['label'], tf.int32)}
 
   return preprocess
+
+
+def center_crop(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec) -> tf.Tensor:
+  """One decoded image, normalised, as 'center' evaluation classifies it (prediction, export)."""
+  return _normalize(_resize_center_crop(image, eval_image), spec)
 
 
 def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
@@ -241,7 +344,7 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
   @_not_converted
   def preprocess(example):
     image = example['image']
-    if spec.augmentation == 'inception_crop':  # Read undecoded, as for training.
+    if spec.encoded:  # Read undecoded, as for training.
       image = tf.io.decode_jpeg(image, channels=3)
     if eval_images[0].whole:
       images, sizes = zip(*(_whole_image(image, e, spec) for e in eval_images), strict=True)
@@ -260,17 +363,31 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
 
 
 def _read(builder: tfds.core.DatasetBuilder, split, spec: DatasetSpec, file_seed=None):
-  """Reads a split; JPEGs stay encoded so that the crop decodes only what it keeps."""
-  decoders = (
-    {'image': tfds.decode.SkipDecoding()} if spec.augmentation == 'inception_crop' else None
-  )
-  read_config = tfds.ReadConfig(shuffle_seed=file_seed) if file_seed is not None else None
-  return builder.as_dataset(
+  """Reads a split as {'image', 'label'} examples; JPEGs stay encoded so that the crop decodes
+  only what it keeps."""
+  image, label = feature_names(builder)
+  decoders = {image: tfds.decode.SkipDecoding()} if spec.encoded else None
+  # An image folder is one list of files, shuffled (without a seed) only if asked to.
+  shuffle_files = file_seed is not None and not isinstance(builder, tfds.ImageFolder)
+  read_config = tfds.ReadConfig(shuffle_seed=file_seed) if shuffle_files else None
+  ds = builder.as_dataset(
     split=split,
-    shuffle_files=file_seed is not None,
+    shuffle_files=shuffle_files,
     decoders=decoders,
     read_config=read_config,
   )
+  if (image, label) != ('image', 'label') or isinstance(builder, tfds.ImageFolder):
+    ds = ds.map(lambda example: {'image': example[image], 'label': example[label]})
+  return ds
+
+
+def _process_split(builder: tfds.core.DatasetBuilder, split: str, drop_remainder: bool):
+  """(What `_read` reads, a function that keeps this process's part of it): the process's
+  slice of the split, or for image folders, which read whole splits only, every n-th example."""
+  if not isinstance(builder, tfds.ImageFolder):
+    return tfds.split_for_jax_process(split, drop_remainder=drop_remainder), lambda ds: ds
+  count, index = jax.process_count(), jax.process_index()
+  return split, lambda ds: ds.shard(count, index)
 
 
 def _epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -324,7 +441,7 @@ def _without_autotune_thread(ds: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def _global_order_batches(builder, config, host_batch_size, start_step):
-  spec = DATASETS[config.dataset]
+  spec = dataset_spec(builder, config)
   num_examples = builder.info.splits[config.train_split].num_examples
   global_batch = host_batch_size * jax.process_count()
   steps_per_epoch = _check_epoch(num_examples, global_batch, 'global')
@@ -359,15 +476,15 @@ def _global_order_batches(builder, config, host_batch_size, start_step):
 
 
 def _per_process_batches(builder, config, host_batch_size, start_step):
-  spec = DATASETS[config.dataset]
-  split = tfds.split_for_jax_process(config.train_split, drop_remainder=True)
-  num_examples = builder.info.splits[split].num_examples
+  spec = dataset_spec(builder, config)
+  split, shard = _process_split(builder, config.train_split, drop_remainder=True)
+  num_examples = builder.info.splits[config.train_split].num_examples // jax.process_count()
   steps_per_epoch = _check_epoch(num_examples, host_batch_size, 'per-process')
   epoch, offset = divmod(start_step, steps_per_epoch)
   preprocess = _train_preprocess(spec, config.image_size, config.crop_sampler)
   while True:
     epoch_seed = _epoch_seed(config.seed, epoch, jax.process_index())
-    ds = _read(builder, split, spec, file_seed=epoch_seed)
+    ds = shard(_read(builder, split, spec, file_seed=epoch_seed)).take(num_examples)
     ds = ds.shuffle(config.shuffle_buffer_size, seed=epoch_seed, reshuffle_each_iteration=False)
     first = offset * host_batch_size
     ds = ds.skip(first).enumerate(start=first)
@@ -393,11 +510,11 @@ def eval_batches(
   same number of steps; examples past the end are zero images with mask 0, so metrics weighted
   by the mask count every example exactly once.
   """
-  spec = DATASETS[config.dataset]
+  spec = dataset_spec(builder, config)
   total = builder.info.splits[config.eval_split].num_examples
-  split = tfds.split_for_jax_process(config.eval_split, drop_remainder=False)
+  split, shard = _process_split(builder, config.eval_split, drop_remainder=False)
   num_steps = math.ceil(math.ceil(total / jax.process_count()) / host_batch_size)
-  ds = _read(builder, split, spec).map(
+  ds = shard(_read(builder, split, spec)).map(
     _eval_preprocess(spec, eval_images), num_parallel_calls=tf.data.AUTOTUNE
   )
   if config.cache:
@@ -410,8 +527,8 @@ def eval_batches(
   return ds.as_numpy_iterator, num_steps
 
 
-def num_channels(config: ml_collections.ConfigDict) -> int:
-  return len(DATASETS[config.dataset].mean)
+def num_channels(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:
+  return len(dataset_spec(builder, config).mean)
 
 
 def num_train_examples(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:

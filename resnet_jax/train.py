@@ -37,6 +37,7 @@ from resnet_jax import (
   diagnosis,
   errors,
   evaluation,
+  finetune,
   metric_logging,
   models,
   optim,
@@ -73,7 +74,7 @@ def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
   return models.create_model(
     model_name(config),
-    num_classes=config.num_classes,
+    num_classes=data_lib.known_num_classes(config),
     dtype=compute_dtype(config),
     bn_group_size=config.bn_group_size,
     **config.model_kwargs.to_dict(),
@@ -347,7 +348,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   check_bn_group_size(config)
-  data_lib.check_dataset_name(config.dataset)
+  data_lib.check_dataset_name(config)
   data_lib.eval_images(config)
 
 
@@ -390,7 +391,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   The workdir is locked for the whole run, so a second run started in it stops at once."""
   workdir = paths.resolve(workdir)
   check_config(config)  # Before any data is read or anything compiles.
-  model = create_model(config)
+  model = create_model(config)  # Checks the model's name and options, also before any data.
+  if not config.num_classes:
+    config = data_lib.with_num_classes(config)
+    model = create_model(config)
   held = run_workdir.Held(workdir)  # Process 0's is the lock's; the others' is never taken.
   with contextlib.ExitStack() as stack:
 
@@ -431,7 +435,7 @@ def _train_and_evaluate(
   init_rng = jax.random.key(config.seed, impl='rbg')
   dropout_rng = jax.random.key(config.seed)
   state = create_train_state(
-    model, optim.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
+    model, finetune.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -450,7 +454,7 @@ def _train_and_evaluate(
     state, log_window = restored
     logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
-    state = restore_pretrained(state, config.init_from)
+    state = finetune.restore_pretrained(state, config.init_from, restore_pretrained)
   start_step = int(state.step)
   if start_step > total_steps and not config.eval_only:
     raise errors.ConfigError(

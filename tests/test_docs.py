@@ -42,6 +42,10 @@ TOOLS = {
   'resnet_jax.report',
   'resnet_jax.convert',
   'resnet_jax.summary',
+  # Run as written by tests/test_own_data.py::test_worked_example.
+  'resnet_jax.digits_dataset',
+  'resnet_jax.predict',
+  'resnet_jax.export',
 }
 
 

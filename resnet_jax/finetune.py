@@ -1,0 +1,102 @@
+"""Fine-tuning: a trained or converted network onto other classes, parts of it frozen or slower.
+
+`restore_pretrained` loads `config.init_from` into a network whose classifier has another
+number of outputs: every array but the classifier is restored, the classifier keeps its fresh
+initialisation. `create_optimizer` freezes the stem and the first stages
+(`config.freeze_stages`) and scales the backbone's learning rate against the classifier's
+(`config.backbone_lr_scale`) with `optax.multi_transform`; the labels are a function of the
+parameter names, so a resumed run builds the same optimizer state and resumes exactly.
+"""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+import orbax.checkpoint as ocp
+from absl import logging
+
+from resnet_jax import checkpoints, errors, optim, paths
+from resnet_jax.models import network
+
+
+def _head_shapes(directory: str) -> dict[str, tuple[int, ...]] | None:
+  """Shapes of the classifier's arrays in the checkpoint at `directory`, read from its metadata."""
+  try:
+    metadata = ocp.StandardCheckpointer().metadata(paths.resolve(directory))
+  except (FileNotFoundError, ValueError):
+    return None  # `train.restore_pretrained` reports what is wrong with the directory.
+  tree = getattr(metadata, 'item_metadata', metadata)
+  head = (tree.get('params') or {}).get(network.HEAD) if hasattr(tree, 'get') else None
+  return {name: tuple(array.shape) for name, array in head.items()} if head else None
+
+
+def checkpoint_directory(directory: str) -> str:
+  """The checkpoint `directory` names: a run's workdir stands for its newest checkpoint."""
+  finished = checkpoints.finished_steps(paths.resolve(directory) / 'checkpoints')
+  return str(finished[0] / 'default') if finished else directory
+
+
+def restore_pretrained(state, directory: str, restore):
+  """`restore(state, directory)` (`train.restore_pretrained`), the classifier kept fresh where
+  the checkpoint's has another number of classes; `directory` may be a run's workdir.
+
+  The restore runs on a state whose classifier has the checkpoint's shapes, so that any other
+  mismatch is still the error that names the array and both shapes.
+  """
+  directory = checkpoint_directory(directory)
+  fresh = state.params.get(network.HEAD)
+  saved = _head_shapes(directory)
+  if fresh is None or saved is None or saved == {k: v.shape for k, v in fresh.items()}:
+    return restore(state, directory)
+  if set(saved) != set(fresh):
+    raise errors.ConfigError(
+      f'The classifier of the checkpoint in {directory!r} has arrays {sorted(saved)}, where the '
+      f'configured model has {sorted(fresh)}: check config.model and config.model_kwargs.'
+    )
+  placeholder = {
+    name: jax.device_put(jnp.zeros(shape, fresh[name].dtype), fresh[name].sharding)
+    for name, shape in saved.items()
+  }
+  restored = restore(state.replace(params={**state.params, network.HEAD: placeholder}), directory)
+  logging.info(
+    'Fine-tuning: the classifier of %s (%s) is dropped; the new one (%s) starts afresh.',
+    directory,
+    ', '.join(f'{network.HEAD}/{k} {saved[k]}' for k in sorted(saved)),
+    ', '.join(f'{k} {fresh[k].shape}' for k in sorted(fresh)),
+  )
+  return restored.replace(params={**restored.params, network.HEAD: fresh})
+
+
+FROZEN, BACKBONE, HEAD = 'frozen', 'backbone', 'head'
+
+
+def parameter_groups(params: optax.Params, freeze_stages: int) -> optax.Params:
+  """'head' for the classifier; 'frozen' for the stem and the first `freeze_stages` stages
+  (none if negative); 'backbone' for the rest."""
+  frozen = set()
+  if freeze_stages >= 0:
+    frozen = {network.STEM_CONV, network.STEM_BN}
+    frozen |= {network.stage_name(i) for i in range(freeze_stages)}
+
+  def group(path, _):
+    top = str(getattr(path[0], 'key', path[0]))
+    if top == network.HEAD:
+      return HEAD
+    return FROZEN if top in frozen else BACKBONE
+
+  return jax.tree_util.tree_map_with_path(group, params)
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """`optim.create_optimizer`, with the frozen parts not updated and the backbone's updates
+  scaled by `config.backbone_lr_scale` (the same as scaling its learning rate, weight decay
+  and momentum included). Without either it is `optim.create_optimizer` itself, so that runs
+  that fine-tune nothing keep their optimizer state."""
+  if config.freeze_stages < 0 and config.backbone_lr_scale == 1:
+    return optim.create_optimizer(config)
+  base = optim.create_optimizer(config)
+  backbone = optax.chain(base, optax.scale(config.backbone_lr_scale))
+  return optax.multi_transform(
+    {HEAD: base, BACKBONE: backbone, FROZEN: optax.set_to_zero()},
+    lambda params: parameter_groups(params, config.freeze_stages),
+  )
