@@ -212,8 +212,12 @@ def _freed_reads_unreported() -> Iterator[None]:
 
 
 def _first_line(error: BaseException) -> str:
+  """The type and first line of the error at the root of `error`'s chain: Orbax wraps what
+  TensorStore found wrong in a message that ends in the array's whole multi-line spec."""
+  while error.__cause__ is not None:
+    error = error.__cause__
   lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return f'{type(error).__name__}: {lines[-1] if lines else ""}'[:300]
+  return f'{type(error).__name__}: {lines[0] if lines else ""}'[:300]
 
 
 def _everywhere(ok: bool) -> bool:

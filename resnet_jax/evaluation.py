@@ -170,14 +170,19 @@ def evaluate(
   """Loss, top-1 and top-5 over one pass of the eval split, and the number of examples.
 
   A pass longer than `PROGRESS_EVERY_S` logs batches done and images/s (padding included)
-  that often.
+  that often, and from its first batch on when that batch, times the number of batches, says
+  the pass will be long (the first batch of a run also compiles).
   """
   metrics = EvalMetrics.empty()
   start = last_log = time.time()
   for done, batch in enumerate(itertools.islice(eval_data.start_pass(), eval_data.num_steps), 1):
     metrics = eval_step_fn(state, metrics, data_lib.to_global(batch, sharding))
     images_per_batch = len(batch['mask']) * jax.process_count()
-    if time.time() - last_log > PROGRESS_EVERY_S and done < eval_data.num_steps:
+    if done == 1:
+      jax.block_until_ready(metrics)
+      long_pass = (time.time() - start) * eval_data.num_steps > PROGRESS_EVERY_S
+    due = time.time() - last_log > PROGRESS_EVERY_S or (done == 1 and long_pass)
+    if due and done < eval_data.num_steps:
       jax.block_until_ready(metrics)  # The rate of finished batches, not of dispatched ones.
       last_log = time.time()
       logging.info(

@@ -9,11 +9,8 @@ PyTorch without SyncBatchNorm). Runs are resumable: data order and randomness ar
 """
 
 import contextlib
-import errno
 import functools
 import json
-import pathlib
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -37,6 +34,7 @@ from resnet_jax import (
   checkpoints,
   cluster,
   config_checks,
+  diagnosis,
   errors,
   evaluation,
   finetune,
@@ -192,38 +190,75 @@ def check_bn_group_size(config: ml_collections.ConfigDict) -> None:
 INPUT_BOUND_FRACTION = 0.2
 
 
-class _InputTimer:
-  """Wraps the host's batch iterator and times its `next`: how long the loop waits for input.
+def timed_batches(
+  batches: Iterator, report_progress: metric_logging.ReportProgress
+) -> Iterator[dict[str, np.ndarray]]:
+  """The host's batches, each `next` timed as the 'input' part of the progress report.
 
   Only the host pipeline is timed, not the transfer to the devices, which on a busy device
-  (XLA:CPU above all) waits for the steps ahead of it.
+  (XLA:CPU above all) waits for the steps ahead of it. Closing this ends the pipeline (its
+  threads stop with it) before the run's last writes.
   """
+  with contextlib.closing(batches):
+    while True:
+      with report_progress.timed('input', wait_jax_async_dispatch=False):
+        batch = next(batches, None)
+      if batch is None:
+        return
+      yield batch
 
-  def __init__(self, iterator: Iterator):
-    self.iterator, self.seconds, self.window_mark, self.last_warning = iterator, 0.0, 0.0, None
 
-  def __iter__(self) -> Iterator:
-    return self
+class LogWindow:
+  """The steps since the last metrics row: their metrics, fetched from the devices together,
+  and the wall time and input wait of those that train (not compilation, not evaluation)."""
 
-  def close(self) -> None:
-    """Ends the input pipeline now, before the run's last writes, rather than whenever the
-    garbage collector finds it (its threads stop with it)."""
-    self.iterator.close()
+  def __init__(
+    self,
+    restored: dict[str, list[float]],
+    batch_size: int,
+    report_progress: metric_logging.ReportProgress,
+  ):
+    # A resumed run starts with the metrics of the steps before its checkpoint, so that its
+    # first row averages the same steps as an uninterrupted run's.
+    self.pending = [
+      {'loss': np.float32(loss), 'top1': np.float32(top1), 'nonfinite': np.False_}
+      for loss, top1 in zip(restored.get('loss', []), restored.get('top1', []), strict=True)
+    ]
+    self.batch_size, self.report_progress, self.last_warning = batch_size, report_progress, None
+    self.restart_timing()
 
-  def __next__(self):
-    start = time.time()
-    try:
-      return next(self.iterator)
-    finally:
-      self.seconds += time.time() - start
+  def restart_timing(self) -> None:
+    self.start, self.steps = time.time(), 0
+    self.input_mark = self.report_progress.seconds('input')
 
-  def start_window(self) -> None:
-    self.window_mark = self.seconds
+  def add(self, metrics: dict[str, jax.Array]) -> None:
+    self.pending.append(metrics)
+    self.steps += 1
 
-  def window_fraction(self, elapsed: float, step: int) -> float:
-    """The share of the window's `elapsed` seconds spent waiting; warns (every 10 min at most)
-    when it exceeds INPUT_BOUND_FRACTION."""
-    fraction = (self.seconds - self.window_mark) / elapsed
+  def fetch(self) -> list[dict[str, np.ndarray]]:
+    self.pending = jax.device_get(self.pending)
+    return self.pending
+
+  def saved(self) -> dict[str, list[float]]:
+    """What a checkpoint keeps of the window (`checkpoints.Restored.log_window`)."""
+    return {k: [float(m[k]) for m in self.pending] for k in ('loss', 'top1')}
+
+  def row(self, step: int, learning_rate: float) -> dict[str, float]:
+    """The metrics row of the fetched window at `step`; starts the next window."""
+    elapsed = time.time() - self.start
+    row = {f'train_{k}': float(np.mean([m[k] for m in self.pending])) for k in ('loss', 'top1')}
+    row['learning_rate'] = float(learning_rate)
+    if self.steps:
+      row['images_per_sec'] = self.steps * self.batch_size / elapsed
+      row['input_wait_fraction'] = self._input_wait(elapsed, step)
+    self.pending = []
+    self.restart_timing()
+    return row
+
+  def _input_wait(self, elapsed: float, step: int) -> float:
+    """The share of the window's `elapsed` seconds spent waiting for batches; warns (every 10
+    min at most) when it exceeds INPUT_BOUND_FRACTION."""
+    fraction = (self.report_progress.seconds('input') - self.input_mark) / elapsed
     if fraction > INPUT_BOUND_FRACTION and (
       self.last_warning is None or time.time() - self.last_warning > 600
     ):
@@ -305,8 +340,9 @@ def write_summary(workdir: epath.Path, summary: dict[str, Any]) -> None:
     paths.write_text_atomic(workdir / 'summary.json', json.dumps(summary, indent=2))
 
 
-def check_config(config: ml_collections.ConfigDict) -> nn.Module:
-  """Every check that needs neither data nor compilation; returns the configured model."""
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """Every check that needs neither data nor compilation (`create_model` then checks the model's
+  name and options)."""
   config_checks.check_ranges(config)
   optim.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
@@ -314,7 +350,6 @@ def check_config(config: ml_collections.ConfigDict) -> nn.Module:
   check_bn_group_size(config)
   data_lib.check_dataset_name(config)
   data_lib.eval_images(config)
-  return create_model(config)
 
 
 def _on_process_0(action: Callable[[], None]) -> None:
@@ -336,13 +371,27 @@ def _on_process_0(action: Callable[[], None]) -> None:
     raise failure
 
 
+@contextlib.contextmanager
+def _compiling(what: str, first: bool) -> Iterator[None]:
+  """Around the first call of a compiled step, which compiles before it runs (minutes for a big
+  model on a busy CPU): says so before, and how long it took after."""
+  if not first:
+    yield
+    return
+  logging.info('Compiling the %s ...', what)
+  start = time.time()
+  yield
+  logging.info('Compiled and ran the %s: %.1f s', what, time.time() - start)
+
+
 @cluster.leave_on_lost_peer
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains (resuming from the newest checkpoint in `workdir`), evaluates, writes summary.json.
 
   The workdir is locked for the whole run, so a second run started in it stops at once."""
   workdir = paths.resolve(workdir)
-  model = check_config(config)  # Before any data is read or anything compiles.
+  check_config(config)  # Before any data is read or anything compiles.
+  model = create_model(config)  # Checks the model's name and options, also before any data.
   if not config.num_classes:
     config = data_lib.with_num_classes(config)
     model = create_model(config)
@@ -361,8 +410,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     try:
       return _train_and_evaluate(config, model, workdir, held)
     except Exception as error:
-      if disk_full(error):
-        raise _disk_full_error(workdir) from None
+      if diagnosis.disk_full(error):
+        raise diagnosis.disk_full_error(workdir) from None
       raise
 
 
@@ -424,8 +473,12 @@ def _train_and_evaluate(
   train_step_fn = jit_train_step(config, mesh)
   eval_step_fn = evaluation.jit_eval_step(config, mesh)
 
+  evaluated = []
+
   def run_eval(step):
-    metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
+    with _compiling('eval step (first evaluation)', not evaluated):
+      metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
+    evaluated.append(step)
     writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
     return metrics
 
@@ -433,7 +486,7 @@ def _train_and_evaluate(
     # The previous save may still be writing in the background: its bytes are not yet missing
     # from the free space that `_check_room` reads. Orbax's save would wait for it anyway.
     manager.wait_until_finished()
-    _check_room(workdir)
+    diagnosis.check_room(workdir)
     # Metrics first: every record a checkpoint covers is on disk before the checkpoint is.
     writer.flush()
     clock.record()
@@ -445,28 +498,24 @@ def _train_and_evaluate(
     report_progress = metric_logging.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.log_every_steps
     )
-    # Metrics of the steps since the last log, fetched together; a resumed run starts with those
-    # of the steps before its checkpoint, so that its first row averages the same steps.
-    pending = [
-      {'loss': np.float32(loss), 'top1': np.float32(top1), 'nonfinite': np.False_}
-      for loss, top1 in zip(log_window.get('loss', []), log_window.get('top1', []), strict=True)
-    ]
-    host_batches = _InputTimer(data.train(start_step))
+    window = LogWindow(log_window, config.batch_size, report_progress)
+    host_batches = data.train(start_step)
     batches = data_lib.prefetch(
-      (data_lib.to_global(b, data_sharding) for b in host_batches), config.prefetch
+      (data_lib.to_global(b, data_sharding) for b in timed_batches(host_batches, report_progress)),
+      config.prefetch,
     )
-    window_start, window_steps = time.time(), 0
     for step in range(start_step + 1, total_steps + 1):
-      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      first = step == start_step + 1
+      with (
+        _compiling('train step (first step)', first),
+        jax.profiler.StepTraceAnnotation('train', step_num=step),
+      ):
         state, metrics = train_step_fn(state, next(batches), dropout_rng, learning_rates[step - 1])
-      pending.append(metrics)
-      window_steps += 1
-      if step == start_step + 1:
-        # The first step compiles: report it alone and keep it out of images_per_sec.
-        jax.block_until_ready(metrics)
-        logging.info('First step (compilation included): %.1f s', time.time() - window_start)
-        window_start, window_steps = time.time(), 0
-        host_batches.start_window()
+        if first:  # Compilation stays out of images_per_sec.
+          jax.block_until_ready(metrics)
+      window.add(metrics)
+      if first:
+        window.restart_timing()
       report_progress(step)
       held.check()
       is_last = step == total_steps
@@ -474,26 +523,15 @@ def _train_and_evaluate(
       log = step % config.log_every_steps == 0 or is_last
       should_save = manager.should_save(step) or is_last or preempted
       if log or should_save:
-        pending = jax.device_get(pending)
-        _check_finite(pending, step, manager, workdir, start_step)
+        diagnosis.check_finite(window.fetch(), step, manager, workdir, start_step)
       if log:
-        elapsed = time.time() - window_start
-        scalars = {f'train_{k}': float(np.mean([m[k] for m in pending])) for k in ('loss', 'top1')}
-        scalars['learning_rate'] = float(learning_rates[step - 1])
-        if window_steps:
-          scalars['images_per_sec'] = window_steps * config.batch_size / elapsed
-          scalars['input_wait_fraction'] = host_batches.window_fraction(elapsed, step)
-        writer.write_scalars(step, scalars)
-        pending, window_start, window_steps = [], time.time(), 0
-        host_batches.start_window()
+        writer.write_scalars(step, window.row(step, learning_rates[step - 1]))
       if (config.eval_every_steps and step % config.eval_every_steps == 0) or is_last:
         with report_progress.timed('eval'):
           eval_metrics = run_eval(step)
-        window_start, window_steps = time.time(), 0  # Evaluation time is not training time.
-        host_batches.start_window()
+        window.restart_timing()  # Evaluation time is not training time.
       if should_save:
-        window = {k: [float(m[k]) for m in pending] for k in ('loss', 'top1')}
-        save(step, force=is_last or preempted, window=window)
+        save(step, force=is_last or preempted, window=window.saved())
       if preempted:
         host_batches.close()
         manager.close()
@@ -522,73 +560,3 @@ def _train_and_evaluate(
   }
   write_summary(workdir, summary)
   return summary
-
-
-def disk_full(error: BaseException) -> bool:
-  """Whether `error`, or an error it came from, is a full disk (TensorStore reports it in text)."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-      return True
-    if 'No space left on device' in str(error) or 'Disk quota exceeded' in str(error):
-      return True
-    error = error.__cause__ or error.__context__
-  return False
-
-
-def _check_room(workdir: epath.Path) -> None:
-  """Raises DiskFullError before a save that would not fit next to the newest checkpoint's size.
-
-  A save that runs out of space midway fails in Orbax's background threads, with hundreds of
-  lines of their tracebacks, and leaves a partial directory; this stops cleanly first.
-  """
-  if paths.is_url(workdir):
-    return  # Buckets do not fill up.
-  finished = checkpoints.finished_steps(workdir / 'checkpoints')
-  if not finished:
-    return
-  needed = sum(f.stat().st_size for f in pathlib.Path(finished[0]).rglob('*') if f.is_file())
-  if shutil.disk_usage(workdir).free < 1.2 * needed:
-    raise _disk_full_error(workdir)
-
-
-def _disk_full_error(workdir: epath.Path) -> errors.DiskFullError:
-  intact = [p.name for p in checkpoints.finished_steps(workdir / 'checkpoints')]
-  if len(intact) > 1:
-    kept = f'the checkpoints of steps {", ".join(reversed(intact))} are intact'
-  else:
-    kept = f'the checkpoint of step {intact[0]} is intact' if intact else 'no checkpoint is intact'
-  return errors.DiskFullError(
-    f'The filesystem of {workdir} is full (no space left on device); training stopped, and '
-    f'{kept} there (an unfinished save is set aside at the next start). Free space '
-    'or lower config.keep_checkpoints, then rerun the same command: it resumes from the newest '
-    'checkpoint.'
-  )
-
-
-def _check_finite(
-  fetched: list, step: int, manager: ocp.CheckpointManager, workdir: str, start_step: int
-) -> None:
-  if not any(bool(m['nonfinite']) for m in fetched):
-    return
-  manager.wait_until_finished()
-  last = manager.latest_step()
-  if last is None:
-    kept = 'no checkpoint is kept'
-  elif last == start_step and start_step > 0:
-    raise NonFiniteLossError(
-      f'The loss or a gradient became NaN or Inf at or before step {step}, within '
-      f'{step - start_step} steps of the checkpoint of step {last} that this start restored; '
-      f'training stopped without saving. That checkpoint is the suspect: it may hold damaged or '
-      f'already diverging values. Move {workdir}/checkpoints/{last} into '
-      f'{workdir}/checkpoints/damaged/ and rerun to resume from the checkpoint before it, or '
-      'lower config.learning_rate, add warmup (config.warmup) or use float32 (config.dtype).'
-    )
-  else:
-    kept = f'the last good checkpoint (step {last}) is kept'
-  raise NonFiniteLossError(
-    f'The loss or a gradient became NaN or Inf at or before step {step}; training stopped '
-    f'without saving, and {kept} in {workdir}. Lower config.learning_rate, add warmup '
-    '(config.warmup) or use float32 (config.dtype) and restart: the run resumes from there.'
-  )

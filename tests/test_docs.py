@@ -157,7 +157,8 @@ def test_main_command_passes_the_checks_before_data(document, block, argv, monke
   for name in flag_values([a for a in args if a not in config_args]):
     assert name in main.FLAGS, f'{document}: --{name} is no flag of resnet_jax.main'
   config = sweep.resolve_config(config_args)
-  model = train.check_config(config)
+  train.check_config(config)
+  model = train.create_model(config)
   assert model.num_classes == config.num_classes
 
 

@@ -1,9 +1,6 @@
 """Evaluation protocols (centre, 10-crop, multi-scale): views, averaging, masks and counts."""
 
 import logging
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +11,6 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import quickstart
-from conftest import REPO
 from resnet_jax import data, evaluation, fake_data, models, train
 
 
@@ -208,55 +204,18 @@ def test_invalid_protocol_settings_say_what_is_valid(fields, message):
     data.eval_images(config)
 
 
-_EIGHT_DEVICES_CHECK = """
-import jax, numpy as np, optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from configs import quickstart
-from resnet_jax import data, evaluation, models, train
-
-assert jax.device_count() == 8
-config = quickstart.get_config()
-config.eval_image_size, config.eval_sizes = 8, (8, 12)
-model = models.create_model('cifar_resnet8', num_classes=10)
-rng = np.random.default_rng(0)
-images = {
-  '10crop': rng.standard_normal((32, 12, 12, 1), np.float32),
-  'multiscale': tuple(rng.standard_normal((32, s, s, 1), np.float32) for s in (8, 12)),
-}
-images['multiscale_whole'] = images['multiscale']
-sizes = tuple(rng.integers(s // 2, s + 1, (32, 2)).astype(np.int32) for s in (8, 12))
-labels = rng.integers(0, 10, 32).astype(np.int32)
-mask = (np.arange(32) < 27).astype(np.float32)  # Padding at the end, as in a last batch.
-results = {}
-for devices in (jax.devices()[:1], jax.devices()):
-  mesh = Mesh(np.array(devices), ('data',))
-  state = train.create_train_state(
-    model, optax.sgd(0.1), jax.random.key(0), (1, 8, 8, 1), NamedSharding(mesh, P()))
-  for protocol, image in images.items():
-    config.eval_protocol = protocol.split('_')[0]
-    batch = {'image': image, 'label': labels, 'mask': mask}
-    if protocol == 'multiscale_whole':
-      batch['size'] = sizes
-    eval_data = data.EvalData(lambda batch=batch: iter([batch]), 1)
-    results[protocol, len(devices)] = evaluation.evaluate(
-      state, evaluation.jit_eval_step(config, mesh), eval_data, NamedSharding(mesh, P('data')))
-for protocol in images:
-  one, eight = results[protocol, 1], results[protocol, 8]
-  assert one['count'] == eight['count'] == 27, (protocol, one, eight)
-  for name in ('loss', 'top1', 'top5'):
-    np.testing.assert_allclose(one[name], eight[name], rtol=1e-5, err_msg=protocol)
-print('EQUAL')
-"""
-
-
 @pytest.mark.slow
-def test_ten_crop_and_multiscale_on_eight_devices_equal_one_device():
+def test_ten_crop_and_multiscale_on_eight_devices_equal_one_device(tmp_path):
   """Whole-image multi-scale too: each device masks its own images' padding."""
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
-  result = subprocess.run(
-    [sys.executable, '-c', _EIGHT_DEVICES_CHECK], cwd=REPO, env=env, capture_output=True, text=True
-  )
-  assert result.returncode == 0 and 'EQUAL' in result.stdout, result.stderr[-3000:]
+  import eight_devices
+
+  runs = eight_devices.run('evaluate', tmp_path / 'runs.npz')
+  for protocol in ('10crop', 'multiscale', 'multiscale_whole'):
+    assert runs[f'{protocol}/1/count'] == runs[f'{protocol}/8/count'] == 27, protocol
+    for name in ('loss', 'top1', 'top5'):
+      one, eight = runs[f'{protocol}/1/{name}'], runs[f'{protocol}/8/{name}']
+      np.testing.assert_allclose(one, eight, rtol=1e-5, err_msg=f'{protocol}: {name}')
+  assert runs['multiscale/8/loss'] != runs['multiscale_whole/8/loss']  # The padding is masked.
 
 
 def _perturbed(state):

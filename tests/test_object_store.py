@@ -212,5 +212,5 @@ def test_a_bucket_that_does_not_exist_stops_the_run_before_it_reads_data(tmp_pat
   errors = [line for line in result.stderr.splitlines() if line.startswith('error: ')]
   assert len(errors) == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
   assert 'Cannot use --workdir=gs://no-such-bucket/run: no such bucket.' in errors[0], errors[0]
-  assert 'First step' not in result.stderr  # Nothing compiled,
+  assert 'Compiling the' not in result.stderr  # Nothing compiled,
   assert not any(data_dir.iterdir())  # and the dataset was not even prepared.

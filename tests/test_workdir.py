@@ -68,16 +68,16 @@ def test_a_bucket_lock_taken_by_another_run_stops_its_holder(tmp_path, monkeypat
 
 
 def test_the_full_disk_message_counts_its_checkpoints(tmp_path):
-  from resnet_jax import train
+  from resnet_jax import diagnosis
 
   (tmp_path / 'checkpoints' / '10').mkdir(parents=True)
-  message = str(train._disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
+  message = str(diagnosis.disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
   assert 'the checkpoint of step 10 is intact' in message
   (tmp_path / 'checkpoints' / '20').mkdir()
-  message = str(train._disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
+  message = str(diagnosis.disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
   assert 'the checkpoints of steps 10, 20 are intact' in message
   shutil.rmtree(tmp_path / 'checkpoints')
-  assert 'no checkpoint is intact' in str(train._disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
+  assert 'no checkpoint is intact' in str(diagnosis.disk_full_error(epath.Path(tmp_path)))  # noqa: SLF001
 
 
 def test_a_stale_lock_is_taken_over_with_a_warning(tmp_path, caplog):
