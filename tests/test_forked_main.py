@@ -54,11 +54,12 @@ def test_a_forked_run_has_a_processs_exit_codes_and_signals(tmp_path, data_dir):
 def test_a_forked_run_ends_as_the_interpreter_does(tmp_path):
   """Threads first (an executor's too), then the atexit functions, as at an interpreter's end."""
   code = textwrap.dedent("""
-    import atexit, concurrent.futures, threading, time
-    atexit.register(print, 'atexit')
-    threading.Thread(target=lambda: (time.sleep(0.5), print('thread', flush=True))).start()
-    concurrent.futures.ThreadPoolExecutor(1).submit(lambda: print('executor', flush=True))
-    print('main', flush=True)
+    import atexit, concurrent.futures, sys, threading, time
+    say = lambda word: (sys.stdout.write(word + '\\n'), sys.stdout.flush())  # one write each
+    atexit.register(say, 'atexit')
+    threading.Thread(target=lambda: (time.sleep(0.5), say('thread'))).start()
+    concurrent.futures.ThreadPoolExecutor(1).submit(say, 'executor')
+    say('main')
   """)
   result = forked_main.run([sys.executable, '-c', code], dict(os.environ), str(tmp_path))
   assert result.returncode == 0, result.stderr[-3000:]
