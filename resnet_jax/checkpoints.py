@@ -49,6 +49,13 @@ def finished_steps(directory: epath.Path) -> list[epath.Path]:
   return [p for p in step_directories(directory) if _STEP.fullmatch(p.name)]
 
 
+def newest_state(workdir: epath.Path) -> epath.Path | None:
+  """The state (params, batch_stats, ...) of the newest finished save of the run in `workdir`,
+  the directory that `init_from`, predict and export read; None if it has none."""
+  finished = finished_steps(workdir / 'checkpoints')
+  return finished[0] / 'default' if finished else None
+
+
 def has_checkpoint(directory: epath.Path) -> bool:
   return bool(finished_steps(directory))
 

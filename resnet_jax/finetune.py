@@ -32,8 +32,8 @@ def _head_shapes(directory: str) -> dict[str, tuple[int, ...]] | None:
 
 def checkpoint_directory(directory: str) -> str:
   """The checkpoint `directory` names: a run's workdir stands for its newest checkpoint."""
-  finished = checkpoints.finished_steps(paths.resolve(directory) / 'checkpoints')
-  return str(finished[0] / 'default') if finished else directory
+  newest = checkpoints.newest_state(paths.resolve(directory))
+  return str(newest) if newest else directory
 
 
 def restore_pretrained(state, directory: str, restore):

@@ -47,10 +47,10 @@ def load_run(workdir: str | None, config=None, checkpoint: str | None = None) ->
     if not (path / run_workdir.CONFIG_FILE).exists():
       raise errors.WorkdirError(f'{workdir} holds no training run ({run_workdir.CONFIG_FILE}).')
     config = ml_collections.ConfigDict(json.loads((path / run_workdir.CONFIG_FILE).read_text()))
-    finished = checkpoints.finished_steps(path / 'checkpoints')
-    if not finished:
+    newest = checkpoints.newest_state(path)
+    if newest is None:
       raise errors.CheckpointError(f'{workdir} holds no finished checkpoint yet.')
-    checkpoint = str(finished[0] / 'default')
+    checkpoint = str(newest)
   tree = ocp.StandardCheckpointer().restore(paths.resolve(checkpoint))
   variables = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
   # Class names and normalisation from the dataset's metadata; its data need not be there.
