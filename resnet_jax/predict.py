@@ -118,7 +118,7 @@ def decode(path: str, channels: int):
     raise errors.DataError(f'{path}: {reason} (JPEG, PNG, GIF or BMP), skipped.') from None
 
 
-def predict(run: Run, files: Sequence[str], top: int) -> tuple[list[tuple[str, Any]], list[str]]:
+def predict(run: Run, files: Sequence[str]) -> tuple[list[tuple[str, Any]], list[str]]:
   """([(file, probabilities)], [one-line error per file that could not be read])."""
   import numpy as np
 
@@ -176,7 +176,7 @@ def main(argv: Sequence[str]) -> None:
   except errors.Error as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(1)
-  results, failures = predict(run, image_files(argv[1:]), FLAGS.top)
+  results, failures = predict(run, image_files(argv[1:]))
   for path, probs in results:
     print(format_line(path, probs, run.class_names, FLAGS.top))
   for failure in failures:

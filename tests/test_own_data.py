@@ -372,7 +372,7 @@ def test_worked_example(tmp_path, monkeypatch):
 
   monkeypatch.chdir(tmp_path)  # The run recorded its folder as given: digits16.
   run = predict.load_run(str(tmp_path / 'runs' / 'digits16'))
-  results, failures = predict.predict(run, paths, 1)
+  results, failures = predict.predict(run, paths)
   assert not failures
   np.testing.assert_allclose(exported, np.stack([p for _, p in results]), atol=1e-5)
   assert [float(line[2]) for line in lines] == pytest.approx(

@@ -23,7 +23,7 @@ def test_converted_weights_predict_with_the_config_files_dataset(digits_config, 
   run = predict.load_run(None, digits_config, str(tmp_path / 'converted'))
   assert run.class_names == [str(d) for d in range(10)]
   files = predict.image_files([str(images)])
-  results, failures = predict.predict(run, files, top=3)
+  results, failures = predict.predict(run, files)
   assert [p for p, _ in results] == [str(images / 'one.png')]
   assert failures == [f'{images / "notes.png"}: not an image (JPEG, PNG, GIF or BMP), skipped.']
   probs = results[0][1]
