@@ -28,3 +28,7 @@ class CheckpointError(Error):
 
 class DiskFullError(Error):
   """The filesystem of the workdir ran out of space; the intact checkpoints are kept."""
+
+
+class SweepError(Error, ValueError):
+  """A sweep that cannot run as written, or be submitted; the message says what to change."""

@@ -5,7 +5,7 @@ and the centre crop of the resized image, and their mirror images (He 2015, Tabl
 Krizhevsky et al. 2012). 'multiscale' averages the softmax over the image at several sizes (He
 2015, Table 4): the central square at each, or with `eval_max_aspect` > 1 the whole image, the
 network applied fully convolutionally to a padded canvas whose padding changes nothing
-(`whole_image_logits`). The input pipeline delivers the resized images (`data.eval_images`);
+(`whole_image_logits`). The input pipeline delivers the resized images (`datasets.eval_images`);
 the crops are taken here, on the device.
 """
 
@@ -27,6 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from resnet_jax import data as data_lib
+from resnet_jax import datasets
 from resnet_jax.models import blocks, network
 
 # A pass that runs longer than this logs its progress this often, seconds.
@@ -156,7 +157,7 @@ def jit_eval_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) ->
   """The compiled eval step of `config.eval_protocol`: state replicated, batch sharded."""
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   step = functools.partial(
-    eval_step, protocol=config.eval_protocol, crop_size=data_lib.eval_image_size(config)
+    eval_step, protocol=config.eval_protocol, crop_size=datasets.eval_image_size(config)
   )
   return jax.jit(step, in_shardings=(replicated, replicated, data), out_shardings=replicated)
 

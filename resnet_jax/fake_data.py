@@ -42,7 +42,7 @@ def eval_batches(
 ) -> tuple[Callable[[], Iterator[dict[str, Any]]], int]:
   """`config.fake_eval_batches` copies of one batch with an image of each size in `images`.
 
-  `images` are `data.EvalImage`s; a throughput run needs only a short evaluation.
+  `images` are `datasets.EvalImage`s; a throughput run needs only a short evaluation.
   """
   rng = np.random.default_rng(config.seed + 1)
   views = tuple(_images(rng, host_batch_size, image.crop) for image in images)

@@ -8,15 +8,26 @@ initialisation. `create_optimizer` freezes the stem and the first stages
 parameter names, so a resumed run builds the same optimizer state and resumes exactly.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from absl import logging
 
 from resnet_jax import checkpoints, errors, optim, paths
+from resnet_jax.config_checks import check_ranges
 from resnet_jax.models import network
+
+# The fields this module owns: (lowest, highest, whether the lowest is allowed).
+RANGES = {'freeze_stages': (-1, math.inf, True), 'backbone_lr_scale': (0, math.inf, True)}
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  check_ranges(config, RANGES)
 
 
 def _head_shapes(directory: str) -> dict[str, tuple[int, ...]] | None:
@@ -24,10 +35,47 @@ def _head_shapes(directory: str) -> dict[str, tuple[int, ...]] | None:
   try:
     metadata = ocp.StandardCheckpointer().metadata(paths.resolve(directory))
   except (FileNotFoundError, ValueError):
-    return None  # `train.restore_pretrained` reports what is wrong with the directory.
+    return None  # `_restore` reports what is wrong with the directory.
   tree = getattr(metadata, 'item_metadata', metadata)
   head = (tree.get('params') or {}).get(network.HEAD) if hasattr(tree, 'get') else None
   return {name: tuple(array.shape) for name, array in head.items()} if head else None
+
+
+def _restore(state, directory: str):
+  """Loads `params` and `batch_stats` from an Orbax checkpoint (converted weights or a run)."""
+  tree = ocp.StandardCheckpointer().restore(paths.resolve(directory))
+  if 'params' not in tree:
+    raise errors.ConfigError(
+      f'config.init_from={directory!r} holds no `params`: point it at a directory written by '
+      '`python -m resnet_jax.convert` or at a step directory of a run, e.g. '
+      'WORKDIR/checkpoints/1000/default.'
+    )
+  restored = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
+  current = {'params': state.params, 'batch_stats': state.batch_stats}
+  if jax.tree.structure(restored) != jax.tree.structure(current):
+    raise errors.ConfigError(
+      f'The checkpoint in {directory!r} does not match the parameters of the configured model '
+      f'{state.apply_fn}: check config.model and config.model_kwargs.'
+    )
+  mismatched = [
+    ('/'.join(str(getattr(key, 'key', key)) for key in path), np.shape(new), old.shape)
+    for (path, new), old in zip(
+      jax.tree_util.tree_leaves_with_path(restored), jax.tree.leaves(current), strict=True
+    )
+    if np.shape(new) != old.shape
+  ]
+  if mismatched:
+    name, shape, expected = mismatched[0]
+    others = f' (and {len(mismatched) - 1} more arrays)' if len(mismatched) > 1 else ''
+    raise errors.ConfigError(
+      f'The checkpoint in {directory!r} holds {name} of shape {shape}, where the configured '
+      f'model has shape {expected}{others}: check config.num_classes, config.model and '
+      'config.model_kwargs against the run or conversion that wrote it.'
+    )
+  restored = jax.tree.map(
+    lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), restored, current
+  )
+  return state.replace(**restored)
 
 
 def checkpoint_directory(directory: str) -> str:
@@ -36,8 +84,8 @@ def checkpoint_directory(directory: str) -> str:
   return str(newest) if newest else directory
 
 
-def restore_pretrained(state, directory: str, restore):
-  """`restore(state, directory)` (`train.restore_pretrained`), the classifier kept fresh where
+def restore_pretrained(state, directory: str):
+  """`state` with the checkpoint's `params` and `batch_stats`, the classifier kept fresh where
   the checkpoint's has another number of classes; `directory` may be a run's workdir.
 
   The restore runs on a state whose classifier has the checkpoint's shapes, so that any other
@@ -47,7 +95,7 @@ def restore_pretrained(state, directory: str, restore):
   fresh = state.params.get(network.HEAD)
   saved = _head_shapes(directory)
   if fresh is None or saved is None or saved == {k: v.shape for k, v in fresh.items()}:
-    return restore(state, directory)
+    return _restore(state, directory)
   if set(saved) != set(fresh):
     raise errors.ConfigError(
       f'The classifier of the checkpoint in {directory!r} has arrays {sorted(saved)}, where the '
@@ -57,7 +105,7 @@ def restore_pretrained(state, directory: str, restore):
     name: jax.device_put(jnp.zeros(shape, fresh[name].dtype), fresh[name].sharding)
     for name, shape in saved.items()
   }
-  restored = restore(state.replace(params={**state.params, network.HEAD: placeholder}), directory)
+  restored = _restore(state.replace(params={**state.params, network.HEAD: placeholder}), directory)
   logging.info(
     'Fine-tuning: the classifier of %s (%s) is dropped; the new one (%s) starts afresh.',
     directory,

@@ -28,7 +28,8 @@ from resnet_jax import (
   errors,
   image_folder,
 )
-from resnet_jax.data import DATASETS, FOLDER, DatasetSpec, EvalImage, check_dataset_name
+from resnet_jax.config_checks import check_choice
+from resnet_jax.datasets import CROP_SAMPLERS, DATASETS, FOLDER, DatasetSpec, EvalImage, check_name
 
 # TensorFlow must never take the accelerator memory that JAX needs.
 tf.config.set_visible_devices([], 'GPU')
@@ -41,7 +42,7 @@ class DatasetNotPreparedError(errors.DataError):
 def find_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   """The builder of `config.dataset`, checked against the config, not prepared: its features
   and class names are known without the data (except a folder's)."""
-  check_dataset_name(config)
+  check_name(config)
   if config.dataset == FOLDER:
     builder = image_folder.builder(config.data_dir, (config.train_split, config.eval_split))
   else:
@@ -192,19 +193,10 @@ def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
   return (image - tf.constant(spec.mean)) / tf.constant(spec.std)
 
 
-# `config.crop_sampler`: how the random-resized crop of ImageNet training images is drawn.
-CROP_SAMPLERS = ('inception', 'torchvision')
 # Both samplers keep 8-100% of the area with an aspect ratio (width / height) of 3/4 to 4/3.
 _AREA_RANGE = (0.08, 1.0)
 _RATIO_RANGE = (3 / 4, 4 / 3)
 _ATTEMPTS = 10
-
-
-def _check_crop_sampler(sampler: str) -> None:
-  if sampler not in CROP_SAMPLERS:
-    raise errors.ConfigError(
-      f'config.crop_sampler={sampler!r} is not one of {", ".join(map(repr, CROP_SAMPLERS))}.'
-    )
 
 
 def crop_window(shape: tf.Tensor, seed: tf.Tensor, sampler: str) -> tf.Tensor:
@@ -227,7 +219,7 @@ def crop_window(shape: tf.Tensor, seed: tf.Tensor, sampler: str) -> tf.Tensor:
       use_image_if_no_bounding_boxes=True,
     )
     return tf.stack([begin[0], begin[1], size[0], size[1]])
-  _check_crop_sampler(sampler)
+  check_choice('config.crop_sampler', sampler, CROP_SAMPLERS)
   return _torchvision_window(shape, seed)
 
 
@@ -302,7 +294,7 @@ def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
 
 
 def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callable:
-  _check_crop_sampler(crop_sampler)
+  check_choice('config.crop_sampler', crop_sampler, CROP_SAMPLERS)
 
   @_not_converted
   def preprocess(seed, example):
@@ -505,7 +497,7 @@ def eval_batches(
 ) -> tuple[Callable[[], Iterator[dict[str, np.ndarray]]], int]:
   """Returns (a function that starts a pass over this process's eval slice, steps per pass).
 
-  Each example becomes the `eval_images` of `data.eval_images(config)`: batch['image'] is one
+  Each example becomes the `eval_images` of `datasets.eval_images(config)`: batch['image'] is one
   array, or a tuple of arrays (one per size) for multi-scale evaluation. All processes run the
   same number of steps; examples past the end are zero images with mask 0, so metrics weighted
   by the mask count every example exactly once.

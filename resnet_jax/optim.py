@@ -8,31 +8,47 @@ length, and runs that differ only in length, seed or workdir hit the same entry 
 compilation cache.
 """
 
+import math
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 
-from resnet_jax import errors
+from resnet_jax.config_checks import check_choice, check_ranges
 
 OPTIMIZERS = ('sgd', 'lars', 'adamw')
 SCHEDULES = ('step', 'cosine', 'constant', 'polynomial')
 SCHEDULE_UNITS = ('steps', 'epochs')
 
 
-def check_choice(config: ml_collections.ConfigDict, field: str, choices: tuple[str, ...]) -> None:
-  value = config[field]
-  if value not in choices:
-    valid = ', '.join(repr(c) for c in choices)
-    raise errors.ConfigError(f'config.{field}={value!r} is not a valid choice; use one of {valid}.')
+# The fields this module owns: (lowest, highest, whether the lowest is allowed).
+RANGES = {
+  'learning_rate': (0, math.inf, True),
+  'lr_base_batch_size': (0, math.inf, True),
+  'lr_decay_factor': (0, math.inf, False),
+  'lr_decay_power': (0, math.inf, False),
+  'lr_end': (0, math.inf, True),
+  'warmup': (0, math.inf, True),
+  'warmup_constant_steps': (0, math.inf, True),
+  'warmup_constant_lr': (0, math.inf, True),
+  'momentum': (0, 1, True),
+  'adam_b1': (0, 1, True),
+  'adam_b2': (0, 1, True),
+  'lars_trust_coefficient': (0, math.inf, False),
+  'lars_eps': (0, math.inf, True),
+  'weight_decay': (0, math.inf, True),
+}
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for an unknown optimizer, schedule or schedule unit."""
-  check_choice(config, 'optimizer', OPTIMIZERS)
-  check_choice(config, 'schedule', SCHEDULES)
-  check_choice(config, 'schedule_unit', SCHEDULE_UNITS)
+  """Raises ConfigError for an unknown optimizer, schedule or schedule unit, or a value out of
+  its range."""
+  check_choice('config.optimizer', config.optimizer, OPTIMIZERS)
+  check_choice('config.schedule', config.schedule, SCHEDULES)
+  check_choice('config.schedule_unit', config.schedule_unit, SCHEDULE_UNITS)
+  check_ranges(config, RANGES)
 
 
 def peak_learning_rate(config: ml_collections.ConfigDict) -> float:

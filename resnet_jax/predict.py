@@ -28,8 +28,8 @@ class Run(NamedTuple):
   config: Any  # ml_collections.ConfigDict as recorded in the workdir
   model: Any  # flax.linen.Module
   variables: dict  # {'params', 'batch_stats'} of the newest checkpoint
-  spec: Any  # data.DatasetSpec
-  eval_image: Any  # data.EvalImage
+  spec: Any  # datasets.DatasetSpec
+  eval_image: Any  # datasets.EvalImage
   class_names: list[str]
 
 
@@ -39,7 +39,7 @@ def load_run(workdir: str | None, config=None, checkpoint: str | None = None) ->
   import ml_collections
   import orbax.checkpoint as ocp
 
-  from resnet_jax import checkpoints, data, input_pipeline, paths, train
+  from resnet_jax import checkpoints, datasets, input_pipeline, paths, train
   from resnet_jax import workdir as run_workdir
 
   if workdir:
@@ -58,8 +58,8 @@ def load_run(workdir: str | None, config=None, checkpoint: str | None = None) ->
   if not config.num_classes:  # A config file's 0: the dataset's number (runs record theirs).
     config = ml_collections.ConfigDict(config.to_dict())
     config.num_classes = input_pipeline.num_classes(builder)
-  size = data.eval_image_size(config)
-  eval_image = data.EvalImage(round(size / config.eval_crop_fraction), size)
+  size = datasets.eval_image_size(config)
+  eval_image = datasets.EvalImage(round(size / config.eval_crop_fraction), size)
   return Run(
     config,
     train.create_model(config),

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from resnet_jax import paths
-from resnet_jax import sweep as sweep_lib
+from resnet_jax.errors import SweepError
 
 
 def array_spec(indices: Sequence[int]) -> str:
@@ -59,13 +59,13 @@ def script(sweep_path: str, workdir: str, indices: Sequence[int], slurm_args: st
   )
 
 
-def submit(points: Sequence[sweep_lib.Point], sweep_path: str, workdir: str, slurm_args: str):
-  """Writes and submits the array of the unfinished points; prints the job id and the logs."""
-  for point in points:
-    if point.finished:
-      sweep_lib.check_finished_config(point)
-  todo = [i for i, p in enumerate(points) if not p.finished]
-  print(f'{len(points)} points, {len(points) - len(todo)} finished, {len(todo)} to run.')
+def submit(
+  names: Sequence[str], finished: Sequence[bool], sweep_path: str, workdir: str, slurm_args: str
+) -> None:
+  """Writes and submits the array of the unfinished points (the sweep's points by name, and
+  whether each finished); prints the job id and the logs."""
+  todo = [i for i, done in enumerate(finished) if not done]
+  print(f'{len(names)} points, {len(names) - len(todo)} finished, {len(todo)} to run.')
   if not todo:
     print(
       f'Nothing to submit. Next: python -m resnet_jax.report --workdir={workdir} '
@@ -80,18 +80,18 @@ def submit(points: Sequence[sweep_lib.Point], sweep_path: str, workdir: str, slu
   try:
     result = subprocess.run(['sbatch', '--parsable', path], capture_output=True, text=True)
   except FileNotFoundError:
-    raise sweep_lib.SweepError(
+    raise SweepError(
       '--launcher=slurm needs sbatch on the PATH: run this on a Slurm login node.'
     ) from None
   if result.returncode:
-    raise sweep_lib.SweepError(
+    raise SweepError(
       f'sbatch refused {path}: {result.stderr.strip()} Fix the options (--slurm_args) and '
       'rerun the same command.'
     )
   job = result.stdout.strip().split(';')[0]
   print(f'Submitted job array {job} ({path}), tasks {array_spec(todo)}; logs:')
   for i in todo:
-    print(f'  {logs}/{job}_{i}.log  {points[i].name}')
+    print(f'  {logs}/{job}_{i}.log  {names[i]}')
   print(
     f'squeue --jobs={job} shows them. Once they have left the queue, rerun this command to '
     'submit the unfinished points again, or report the sweep.'

@@ -58,13 +58,10 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from resnet_jax import fields, paths
+from resnet_jax.errors import SweepError
 
 Overrides = dict[str, Any]
 _SWEEP_KEYS = {'config', 'fixed', 'points'}
-
-
-class SweepError(ValueError):
-  """A sweep that cannot run as written; the message says what to change."""
 
 
 # --- Building sweeps ---------------------------------------------------------------------------
@@ -528,7 +525,16 @@ def run_sweep() -> None:
       raise SweepError('--launcher=slurm submits every unfinished point; drop --point.')
     from resnet_jax import slurm
 
-    slurm.submit(points, FLAGS.sweep, FLAGS.workdir, FLAGS.slurm_args)
+    for point in points:
+      if point.finished:
+        check_finished_config(point)
+    slurm.submit(
+      [p.name for p in points],
+      [p.finished for p in points],
+      FLAGS.sweep,
+      FLAGS.workdir,
+      FLAGS.slurm_args,
+    )
     return
   signal.signal(signal.SIGTERM, _CHILDREN.stop)
   signal.signal(signal.SIGINT, _CHILDREN.stop)

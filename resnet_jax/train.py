@@ -11,6 +11,7 @@ PyTorch without SyncBatchNorm). Runs are resumable: data order and randomness ar
 import contextlib
 import functools
 import json
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +34,7 @@ from jax.sharding import PartitionSpec as P
 from resnet_jax import (
   checkpoints,
   cluster,
-  config_checks,
+  datasets,
   diagnosis,
   errors,
   evaluation,
@@ -45,6 +46,7 @@ from resnet_jax import (
 )
 from resnet_jax import data as data_lib
 from resnet_jax import workdir as run_workdir
+from resnet_jax.config_checks import check_choice, check_ranges
 
 
 class TrainState(train_state.TrainState):
@@ -53,6 +55,22 @@ class TrainState(train_state.TrainState):
 
 class NonFiniteLossError(errors.Error, FloatingPointError):
   pass
+
+
+# `config.dtype`: the compute dtype; parameters are always float32.
+DTYPES = ('auto', 'float32', 'bfloat16')
+
+# The fields the loop owns: (lowest, highest, whether the lowest is allowed).
+RANGES = {
+  'depth': (0, math.inf, True),
+  'bn_group_size': (0, math.inf, True),
+  'num_epochs': (0, math.inf, True),
+  'label_smoothing': (0, 1, True),
+  'log_every_steps': (1, math.inf, True),
+  'eval_every_steps': (0, math.inf, True),
+  'checkpoint_every_steps': (1, math.inf, True),
+  'keep_checkpoints': (1, math.inf, True),
+}
 
 
 def model_name(config: ml_collections.ConfigDict) -> str:
@@ -65,7 +83,7 @@ def model_name(config: ml_collections.ConfigDict) -> str:
 
 def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
   """`config.dtype`, with 'auto' meaning bfloat16 on accelerators and float32 on CPU."""
-  optim.check_choice(config, 'dtype', ('auto', 'float32', 'bfloat16'))
+  check_choice('config.dtype', config.dtype, DTYPES)
   if config.dtype == 'auto':
     return jnp.dtype(jnp.float32 if jax.default_backend() == 'cpu' else jnp.bfloat16)
   return jnp.dtype(config.dtype)
@@ -282,43 +300,6 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
   raise errors.ConfigError('Set config.num_train_steps or config.num_epochs to a positive value.')
 
 
-def restore_pretrained(state: TrainState, directory: str) -> TrainState:
-  """Loads `params` and `batch_stats` from an Orbax checkpoint (converted weights or a run)."""
-  tree = ocp.StandardCheckpointer().restore(paths.resolve(directory))
-  if 'params' not in tree:
-    raise errors.ConfigError(
-      f'config.init_from={directory!r} holds no `params`: point it at a directory written by '
-      '`python -m resnet_jax.convert` or at a step directory of a run, e.g. '
-      'WORKDIR/checkpoints/1000/default.'
-    )
-  restored = {'params': tree['params'], 'batch_stats': tree.get('batch_stats', {})}
-  current = {'params': state.params, 'batch_stats': state.batch_stats}
-  if jax.tree.structure(restored) != jax.tree.structure(current):
-    raise errors.ConfigError(
-      f'The checkpoint in {directory!r} does not match the parameters of the configured model '
-      f'{state.apply_fn}: check config.model and config.model_kwargs.'
-    )
-  mismatched = [
-    ('/'.join(str(getattr(key, 'key', key)) for key in path), np.shape(new), old.shape)
-    for (path, new), old in zip(
-      jax.tree_util.tree_leaves_with_path(restored), jax.tree.leaves(current), strict=True
-    )
-    if np.shape(new) != old.shape
-  ]
-  if mismatched:
-    name, shape, expected = mismatched[0]
-    others = f' (and {len(mismatched) - 1} more arrays)' if len(mismatched) > 1 else ''
-    raise errors.ConfigError(
-      f'The checkpoint in {directory!r} holds {name} of shape {shape}, where the configured '
-      f'model has shape {expected}{others}: check config.num_classes, config.model and '
-      'config.model_kwargs against the run or conversion that wrote it.'
-    )
-  restored = jax.tree.map(
-    lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding), restored, current
-  )
-  return state.replace(**restored)
-
-
 class _PreemptionFlag:
   """Set by SIGTERM in single-process runs; multi-process runs use JAX's preemption service."""
 
@@ -343,13 +324,19 @@ def write_summary(workdir: epath.Path, summary: dict[str, Any]) -> None:
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Every check that needs neither data nor compilation (`create_model` then checks the model's
   name and options)."""
-  config_checks.check_ranges(config)
+  check_ranges(config, RANGES)
+  check_choice('config.dtype', config.dtype, DTYPES)
+  if config.num_train_steps <= 0 and config.num_epochs <= 0:
+    raise errors.ConfigError(
+      'Set config.num_train_steps or config.num_epochs to a positive value: the run trains for '
+      'one of them.'
+    )
+  datasets.validate(config)
   optim.validate(config)
+  finetune.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   check_bn_group_size(config)
-  data_lib.check_dataset_name(config)
-  data_lib.eval_images(config)
 
 
 def _on_process_0(action: Callable[[], None]) -> None:
@@ -454,7 +441,7 @@ def _train_and_evaluate(
     state, log_window = restored
     logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
-    state = finetune.restore_pretrained(state, config.init_from, restore_pretrained)
+    state = finetune.restore_pretrained(state, config.init_from)
   start_step = int(state.step)
   if start_step > total_steps and not config.eval_only:
     raise errors.ConfigError(

@@ -11,7 +11,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import quickstart
-from resnet_jax import data, evaluation, fake_data, models, train
+from resnet_jax import data, datasets, evaluation, fake_data, models, train
 
 
 @pytest.fixture(scope='module')
@@ -78,11 +78,14 @@ def test_multiscale_averages_the_softmax_over_sizes(state):
 def test_whole_image_multiscale_canvases_hold_images_up_to_the_max_aspect():
   config = quickstart.get_config()
   config.eval_protocol, config.eval_sizes = 'multiscale', (224, 256)
-  assert data.eval_images(config) == (data.EvalImage(224, 224), data.EvalImage(256, 256))
+  assert datasets.eval_images(config) == (
+    datasets.EvalImage(224, 224),
+    datasets.EvalImage(256, 256),
+  )
   config.eval_max_aspect = 2.0
-  assert data.eval_images(config) == (
-    data.EvalImage(224, 448, whole=True),
-    data.EvalImage(256, 512, whole=True),
+  assert datasets.eval_images(config) == (
+    datasets.EvalImage(224, 448, whole=True),
+    datasets.EvalImage(256, 512, whole=True),
   )
 
 
@@ -157,7 +160,7 @@ def test_fake_data_evaluates_the_configured_number_of_batches():
   config = quickstart.get_config()
   config.dataset, config.eval_protocol, config.eval_sizes = 'fake', 'multiscale', (8, 16)
   config.fake_eval_batches = 3
-  start_pass, num_steps = fake_data.eval_batches(config, 4, data.eval_images(config))
+  start_pass, num_steps = fake_data.eval_batches(config, 4, datasets.eval_images(config))
   batches = list(start_pass())
   assert num_steps == len(batches) == 3
   assert [x.shape for x in batches[0]['image']] == [(4, 8, 8, 3), (4, 16, 16, 3)]
@@ -188,7 +191,10 @@ def test_long_evaluation_logs_its_progress(state, monkeypatch, caplog):
 @pytest.mark.parametrize(
   'fields, message',
   [
-    ({'eval_protocol': 'tencrop'}, "Unknown config.eval_protocol='tencrop'.*center, 10crop"),
+    (
+      {'eval_protocol': 'tencrop'},
+      "config.eval_protocol='tencrop' is not one of 'center', '10crop'",
+    ),
     ({'eval_protocol': 'multiscale'}, r'needs positive image sides in config.eval_sizes, got \(\)'),
     ({'eval_crop_fraction': 1.2}, r'eval_crop_fraction=1.2 must be in \(0, 1\]'),
     (
@@ -201,7 +207,7 @@ def test_invalid_protocol_settings_say_what_is_valid(fields, message):
   config = quickstart.get_config()
   config.update(fields)
   with pytest.raises(ValueError, match=message):
-    data.eval_images(config)
+    datasets.eval_images(config)
 
 
 @pytest.mark.slow
@@ -280,7 +286,7 @@ def test_whole_image_multiscale_classifies_each_whole_image_at_each_size(tmp_pat
     builder.info.set_splits(tfds.core.SplitDict(splits))
     for aspect in (2.0, 1.0):
       config.eval_max_aspect = aspect
-      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, data.eval_images(config))
+      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, datasets.eval_images(config))
       batches[aspect] = next(iter(start_pass()))
   whole, square = batches[2.0], batches[1.0]
   assert [x.shape[1:3] for x in whole['image']] == [(32, 32), (48, 48)]

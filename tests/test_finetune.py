@@ -37,7 +37,7 @@ def test_a_checkpoint_of_other_classes_restores_all_but_the_classifier(tmp_path,
       tmp_path / 'ckpt', {'params': trained.params, 'batch_stats': trained.batch_stats}
     )
   fresh = _state(3)
-  restored = finetune.restore_pretrained(fresh, str(tmp_path / 'ckpt'), train.restore_pretrained)
+  restored = finetune.restore_pretrained(fresh, str(tmp_path / 'ckpt'))
   for name in ('stem_conv', 'stage1', 'stage3'):
     for a, b in zip(
       jax.tree.leaves(restored.params[name]), jax.tree.leaves(trained.params[name]), strict=True
@@ -51,7 +51,7 @@ def test_a_checkpoint_of_other_classes_restores_all_but_the_classifier(tmp_path,
   assert restored.params['head']['kernel'].shape == (64, 3)
   assert 'head/kernel (64, 10)' in caplog.text and 'is dropped' in caplog.text
   # The same number of classes restores the classifier too.
-  same = finetune.restore_pretrained(_state(10), str(tmp_path / 'ckpt'), train.restore_pretrained)
+  same = finetune.restore_pretrained(_state(10), str(tmp_path / 'ckpt'))
   np.testing.assert_array_equal(same.params['head']['kernel'], trained.params['head']['kernel'])
 
 

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 
 from configs import cifar10_resnet20, quickstart, resnet50
 from conftest import REPO
-from resnet_jax import data, input_pipeline
+from resnet_jax import datasets, input_pipeline
 
 
 def _first(iterator):
@@ -39,7 +39,7 @@ def test_digits_batches_have_documented_shapes_and_ranges(digits_config):
 def test_augmentation_in_training_only(digits_config):
   builder = input_pipeline.get_builder(digits_config)
   start_pass, _ = input_pipeline.eval_batches(
-    builder, digits_config, 360, data.eval_images(digits_config)
+    builder, digits_config, 360, datasets.eval_images(digits_config)
   )
   first, second = _first(start_pass()), _first(start_pass())
   np.testing.assert_array_equal(first['image'], second['image'])  # eval is deterministic
@@ -83,7 +83,7 @@ def test_tfds_mock_data(config_module, tmp_path, monkeypatch):
     builder = _mock_builder(config, {config.train_split: 40, config.eval_split: 40})
     train = _first(input_pipeline.train_batches(builder, config, 8))
     start_pass, num_steps = input_pipeline.eval_batches(
-      builder, config, 16, data.eval_images(config)
+      builder, config, 16, datasets.eval_images(config)
     )
     evals = list(start_pass())
   size = config.image_size
@@ -118,7 +118,7 @@ def test_imagenet_ten_crop_centre_view_is_the_centre_crop(tmp_path, monkeypatch)
     builder = _mock_builder(config, {'train': 8, 'validation': 8})
     for protocol in ('center', '10crop'):
       config.eval_protocol = protocol
-      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, data.eval_images(config))
+      start_pass, _ = input_pipeline.eval_batches(builder, config, 8, datasets.eval_images(config))
       images[protocol] = _first(start_pass())['image']
   assert images['center'].shape == (8, 28, 28, 3) and images['10crop'].shape == (8, 32, 32, 3)
   centre_view = np.asarray(evaluation.ten_crops(images['10crop'], 28)[4])
@@ -134,7 +134,7 @@ def test_cifar_45k_5k_validation_protocol(tmp_path, monkeypatch):
   with tfds.testing.mock_data(num_examples=8, policy=tfds.testing.MockPolicy.USE_CODE):
     builder = _mock_builder(config, {'train': 50_000, 'test': 10_000})
     assert input_pipeline.num_train_examples(builder, config) == 45_000
-    _, eval_steps = input_pipeline.eval_batches(builder, config, 500, data.eval_images(config))
+    _, eval_steps = input_pipeline.eval_batches(builder, config, 500, datasets.eval_images(config))
     # Two processes read halves of each part, as the pipeline splits them.
     sizes = {
       split: [
@@ -209,7 +209,7 @@ def test_an_epoch_of_all_processes_uses_each_example_at_most_once(
 def test_evaluation_reads_every_example_once_over_all_processes(digits_config, monkeypatch):
   builder = input_pipeline.get_builder(digits_config)
   raw = _raw_images(builder, 'test')
-  eval_images = data.eval_images(digits_config)
+  eval_images = datasets.eval_images(digits_config)
   seen, steps = collections.Counter(), set()
   for process in range(4):
     _as_process(monkeypatch, process, 4)

@@ -12,7 +12,7 @@ import pytest
 
 from configs import default, resnet50
 from conftest import REPO
-from resnet_jax import data, diagnosis, evaluation, optim, train
+from resnet_jax import data, datasets, diagnosis, evaluation, finetune, optim, train
 
 
 def test_depth_override_changes_model_name():
@@ -93,7 +93,9 @@ def test_eval_counts_every_example_once(digits_config):
   config = digits_config
   config.eval_batch_size = 64
   builder = input_pipeline.get_builder(config)
-  start_pass, num_steps = input_pipeline.eval_batches(builder, config, 64, data.eval_images(config))
+  start_pass, num_steps = input_pipeline.eval_batches(
+    builder, config, 64, datasets.eval_images(config)
+  )
   batches = list(start_pass())
   assert num_steps == len(batches) == 6
   masks = np.concatenate([b['mask'] for b in batches])
@@ -119,31 +121,32 @@ def test_eval_counts_every_example_once(digits_config):
 
 
 def test_pretrained_weights_of_another_shape_are_named(tmp_path):
-  """A checkpoint of the same network but another classifier size: the array and both shapes."""
+  """A checkpoint of the same network for other input channels: the array and both shapes (another
+  classifier size is fine-tuning, tested in test_finetune)."""
   import orbax.checkpoint as ocp
 
   from resnet_jax import errors, models
 
-  def state_for(num_classes):
-    model = models.create_model('cifar_resnet8', num_classes=num_classes)
+  def state_for(channels):
+    model = models.create_model('cifar_resnet8', num_classes=10)
     replicated = jax.sharding.NamedSharding(train.make_mesh(), jax.sharding.PartitionSpec())
     return train.create_train_state(
-      model, optax.sgd(0.1), jax.random.key(0, impl='rbg'), (1, 8, 8, 1), replicated
+      model, optax.sgd(0.1), jax.random.key(0, impl='rbg'), (1, 8, 8, channels), replicated
     )
 
-  saved = state_for(5)
+  saved = state_for(1)
   checkpointer = ocp.StandardCheckpointer()
   checkpointer.save(tmp_path / 'ckpt', {'params': saved.params, 'batch_stats': saved.batch_stats})
   checkpointer.wait_until_finished()
-  state = state_for(10)
+  state = state_for(3)
   with pytest.raises(errors.ConfigError) as error:
-    train.restore_pretrained(state, str(tmp_path / 'ckpt'))
+    finetune.restore_pretrained(state, str(tmp_path / 'ckpt'))
   assert str(error.value) == (
-    f"The checkpoint in '{tmp_path / 'ckpt'}' holds params/head/bias of shape (5,), where the "
-    'configured model has shape (10,) (and 1 more arrays): check config.num_classes, '
+    f"The checkpoint in '{tmp_path / 'ckpt'}' holds params/stem_conv/kernel of shape "
+    '(3, 3, 1, 16), where the configured model has shape (3, 3, 3, 16): check config.num_classes, '
     'config.model and config.model_kwargs against the run or conversion that wrote it.'
   )
-  restored = train.restore_pretrained(saved, str(tmp_path / 'ckpt'))
+  restored = finetune.restore_pretrained(saved, str(tmp_path / 'ckpt'))
   for x, y in zip(jax.tree.leaves(restored.params), jax.tree.leaves(saved.params), strict=True):
     np.testing.assert_array_equal(x, y)
 

@@ -11,7 +11,7 @@ import pytest
 from etils import epath
 
 from configs import quickstart
-from resnet_jax import config_checks, errors, metric_logging, workdir
+from resnet_jax import errors, metric_logging, train, workdir
 
 
 def test_a_second_lock_on_a_held_workdir_names_the_holder(tmp_path):
@@ -153,17 +153,30 @@ def test_a_fresh_start_replaces_the_config_of_a_run_that_never_checkpointed(tmp_
   assert json.loads((tmp_path / workdir.CONFIG_FILE).read_text())['num_classes'] == 10
 
 
-def test_out_of_range_fields_are_named_together():
+@pytest.mark.parametrize(
+  'wrong, messages',
+  [
+    ({'image_size': 0, 'prefetch': -1}, ('image_size=0 must be at least 1', 'prefetch=-1 must')),
+    (
+      {'learning_rate': -0.1, 'momentum': 1.5},
+      ('learning_rate=-0.1 must be at least 0', 'momentum=1.5 must be in [0, 1]'),
+    ),
+    ({'backbone_lr_scale': -1}, ('backbone_lr_scale=-1.0 must be at least 0',)),
+    ({'log_every_steps': 0}, ('log_every_steps=0 must be at least 1',)),
+    ({'optimizer': 'adam'}, ("config.optimizer='adam' is not one of 'sgd'",)),
+    ({'dtype': 'float16'}, ("config.dtype='float16' is not one of",)),
+    ({'crop_sampler': 'timm'}, ("config.crop_sampler='timm' is not one of",)),
+  ],
+)
+def test_out_of_range_fields_are_named_together(wrong, messages):
+  """Each module checks the fields it owns, every wrong one of them in one message."""
   config = quickstart.get_config()
-  config.image_size = 0
-  config.learning_rate = -0.1
-  config.momentum = 1.5
+  config.update(wrong)
   with pytest.raises(errors.ConfigError) as error:
-    config_checks.check_ranges(config)
-  message = str(error.value)
-  for text in ('image_size=0 must be at least 1', 'learning_rate=-0.1', 'momentum=1.5 must be in'):
-    assert text in message
-  config_checks.check_ranges(quickstart.get_config())
+    train.check_config(config)
+  for text in messages:
+    assert text in str(error.value)
+  train.check_config(quickstart.get_config())
 
 
 def test_num_classes_and_image_size_must_match_the_dataset(data_dir):

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, get_args
 
 from resnet_jax import errors
+from resnet_jax.config_checks import check_choice
 from resnet_jax.models.blocks import (
   BNAfterAdditionBlock,
   ModulatedShortcutBlock,
@@ -31,7 +32,6 @@ from resnet_jax.models.blocks import (
   ReLUPreActBlock,
   ResidualBlock,
   StageBlock,
-  check_choice,
 )
 from resnet_jax.models.network import (
   END,

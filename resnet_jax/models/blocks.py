@@ -34,7 +34,7 @@ and `strides`.
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, Literal, get_args
 
 import flax.linen as nn
@@ -43,18 +43,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from resnet_jax import errors
+from resnet_jax.config_checks import check_choice
 from resnet_jax.models import conv_ops
 
 ModuleDef = Any
 DType = Any
 
 conv_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-
-
-def check_choice(field: str, value: Any, valid: Sequence[Any]) -> None:
-  """Raises a ValueError naming `field`, the bad `value` and the valid ones."""
-  if value not in valid:
-    raise errors.ConfigError(f'{field}={value!r} is not one of {", ".join(map(repr, valid))}.')
 
 
 class Conv(nn.Module):
