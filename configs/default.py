@@ -93,6 +93,11 @@ def get_config() -> ml_collections.ConfigDict:
   # resized to eval_image_size / eval_crop_fraction (ImageNet: 0.875, 224 of 256). CIFAR keeps
   # 1.0, its own 32 pixels; '10crop' on CIFAR needs a smaller crop, e.g. 28 with 0.875.
   config.eval_crop_fraction = 1.0
+  # Shorter side of the resized image before the centre crop, pixels; 0: eval_image_size /
+  # eval_crop_fraction, rounded. For a recipe that names the resize and trains at another size:
+  # torchvision's ResNet-50 V2 weights train at 176 and test a 224 crop of 232 (image_size=176,
+  # eval_image_size=224, eval_resize_size=232).
+  config.eval_resize_size = 0
   # 'multiscale': shorter sides, pixels, e.g. (224, 256, 384, 480, 640) as in He 2015.
   config.eval_sizes = ()
   # 'multiscale': 1.0 classifies the central square at each size. Above 1, the whole image, as

@@ -83,6 +83,13 @@ def eval_image_size(config: ml_collections.ConfigDict) -> int:
   return config.eval_image_size or config.image_size
 
 
+def eval_resize_size(config: ml_collections.ConfigDict) -> int:
+  """Shorter side of the image whose centre 'center' and '10crop' evaluation crops."""
+  if config.eval_resize_size:
+    return config.eval_resize_size
+  return round(eval_image_size(config) / config.eval_crop_fraction)
+
+
 def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
   """The images the input pipeline makes of each evaluation example, by `config.eval_protocol`.
 
@@ -99,7 +106,13 @@ def eval_images(config: ml_collections.ConfigDict) -> tuple[EvalImage, ...]:
       "the resized image's shorter side that the centre crop keeps (0.875: 224 of 256)."
     )
   size = eval_image_size(config)
-  resize = round(size / config.eval_crop_fraction)
+  resize = eval_resize_size(config)
+  if resize < size:
+    raise errors.ConfigError(
+      f'config.eval_resize_size={resize} is smaller than the {size}-pixel crop taken from it: '
+      'use a resize of at least eval_image_size (or image_size), or 0 for eval_image_size / '
+      'eval_crop_fraction.'
+    )
   if protocol == 'center':
     return (EvalImage(resize, size),)
   if protocol == '10crop':
@@ -130,6 +143,7 @@ RANGES = {
   'image_size': (1, math.inf, True),
   'num_classes': (0, math.inf, True),
   'eval_image_size': (0, math.inf, True),
+  'eval_resize_size': (0, math.inf, True),
   'fake_eval_batches': (1, math.inf, True),
   'shuffle_buffer_size': (1, math.inf, True),
   'prefetch': (0, math.inf, True),

@@ -58,8 +58,9 @@ def load_run(workdir: str | None, config=None, checkpoint: str | None = None) ->
   if not config.num_classes:  # A config file's 0: the dataset's number (runs record theirs).
     config = ml_collections.ConfigDict(config.to_dict())
     config.num_classes = input_pipeline.num_classes(builder)
-  size = datasets.eval_image_size(config)
-  eval_image = datasets.EvalImage(round(size / config.eval_crop_fraction), size)
+  eval_image = datasets.EvalImage(
+    datasets.eval_resize_size(config), datasets.eval_image_size(config)
+  )
   return Run(
     config,
     train.create_model(config),

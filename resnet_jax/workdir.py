@@ -54,6 +54,7 @@ RESUMABLE_CHANGES = frozenset(
     'eval_protocol',
     'eval_image_size',
     'eval_crop_fraction',
+    'eval_resize_size',
     'eval_sizes',
     'eval_max_aspect',
   }

@@ -75,6 +75,23 @@ def test_multiscale_averages_the_softmax_over_sizes(state):
   np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+  'fields, expected',
+  [
+    ({'image_size': 224, 'eval_crop_fraction': 0.875}, (256, 224)),
+    ({'image_size': 176, 'eval_image_size': 224, 'eval_resize_size': 232}, (232, 224)),
+    ({'image_size': 160, 'eval_image_size': 224, 'eval_crop_fraction': 0.95}, (236, 224)),
+  ],
+)
+def test_test_resolution_and_resize_are_set_apart_from_the_training_size(fields, expected):
+  """torchvision's V2 recipe trains at 176 and tests a 224 crop of 232 (docs/evaluation.md)."""
+  config = quickstart.get_config()
+  config.update(fields)
+  assert datasets.eval_images(config) == (datasets.EvalImage(*expected),)
+  config.eval_protocol = '10crop'
+  assert datasets.eval_images(config) == (datasets.EvalImage(expected[0], expected[0]),)
+
+
 def test_whole_image_multiscale_canvases_hold_images_up_to_the_max_aspect():
   config = quickstart.get_config()
   config.eval_protocol, config.eval_sizes = 'multiscale', (224, 256)
@@ -201,6 +218,7 @@ def test_long_evaluation_logs_its_progress(state, monkeypatch, caplog):
       {'eval_protocol': 'multiscale', 'eval_sizes': (224,), 'eval_max_aspect': 0.5},
       'eval_max_aspect=0.5 must be at least 1',
     ),
+    ({'eval_resize_size': 7}, 'eval_resize_size=7 is smaller than the 8-pixel crop'),
   ],
 )
 def test_invalid_protocol_settings_say_what_is_valid(fields, message):
