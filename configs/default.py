@@ -168,6 +168,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.label_smoothing = 0.0
 
   # --- Bookkeeping ---------------------------------------------------------------------------
+  # Name of the recipe a config file sets (e.g. 'torchvision_v2'), recorded with the run; a
+  # report of a sweep over recipes shows it in place of the fields it sets.
+  config.recipe = ''
   # Seed of parameter initialisation, data order, augmentation and dropout.
   config.seed = 0
   # Train metrics (loss, top-1, learning rate, images/s, input wait) every N steps.

@@ -91,14 +91,24 @@ def load_runs(workdir: str) -> tuple[list[dict[str, Any]], list[str]]:
   return runs, unfinished
 
 
+def _varies(runs: Sequence[dict[str, Any]], field: str) -> bool:
+  return len({json.dumps(run['flat_config'].get(field)) for run in runs}) > 1
+
+
 def varied_fields(runs: Sequence[dict[str, Any]]) -> list[str]:
-  """Config fields whose value differs between runs, other than seed, model and depth."""
+  """Config fields whose value differs between runs, other than seed, model and depth.
+
+  Where runs differ in `recipe`, the fields each recipe sets are left to its name: only those
+  that also vary within one recipe are listed beside it."""
   fields = sorted({k for run in runs for k in run['flat_config']})
+  varied = [f for f in fields if f not in _NOT_VARIANT_FIELDS and _varies(runs, f)]
+  if 'recipe' not in varied:
+    return varied
+  recipes = {}
+  for run in runs:
+    recipes.setdefault(run['flat_config'].get('recipe'), []).append(run)
   return [
-    field
-    for field in fields
-    if field not in _NOT_VARIANT_FIELDS
-    and len({json.dumps(run['flat_config'].get(field)) for run in runs}) > 1
+    f for f in varied if f == 'recipe' or any(_varies(group, f) for group in recipes.values())
   ]
 
 

@@ -14,10 +14,12 @@ overrides of each point, built from axes as in ml-collections / big_vision sweep
 
 Each point is the run `python -m resnet_jax.main --config=BASE --workdir=DIR/NAME --config.F=V
 ...` in its own sub-workdir, NAME spelling out its overrides (`model=cifar_iresnet56-seed=0`),
-its output in DIR/NAME/log.txt. Each of the `--parallel` slots trains its points one after
-another in one `resnet_jax.sweep_worker` process, which gives the same results without paying
-main's start-up for every point; `--process_per_point` starts main for each instead. A point
-that fails, or a worker that dies, fails only that point.
+its output in DIR/NAME/log.txt. A point may also replace the base config file, to compare
+recipes: `axis('config', ['configs/resnet50.py', 'configs/resnet50_tv2.py'])`. Each of the
+`--parallel` slots trains its points one after another in one `resnet_jax.sweep_worker`
+process, which gives the same results without paying main's start-up for every point;
+`--process_per_point` starts main for each instead. A point that fails, or a worker that dies,
+fails only that point.
 Finished points (with a summary.json) are skipped and interrupted ones resume from their
 checkpoints, so rerunning the same command completes a sweep. `--dry_run` prints the command
 of every point and `--point=K` runs only point K, for cluster launchers; `--launcher=slurm`
@@ -61,6 +63,8 @@ from resnet_jax import fields, paths
 from resnet_jax.errors import SweepError
 
 Overrides = dict[str, Any]
+# A point's override of the config file itself, e.g. axis(CONFIG, ['configs/resnet50.py', ...]).
+CONFIG = 'config'
 _SWEEP_KEYS = {'config', 'fixed', 'points'}
 
 
@@ -204,14 +208,16 @@ def _check_model(config: ml_collections.ConfigDict, where: str) -> None:
 
 def expand(sweep_path: str, workdir: str) -> list[Point]:
   """All points of a sweep, each checked (fields, values, model) before anything runs."""
-  config_path, fixed, all_overrides = load_sweep(sweep_path)
-  base = _load_python_file(config_path, 'base_config').get_config()
-  _check_fields(base, fixed, f'{sweep_path}, fixed overrides')
+  base_path, fixed, all_overrides = load_sweep(sweep_path)
   points = []
   for index, point_overrides in enumerate(all_overrides):
     where = f'{sweep_path}, point {index} {point_overrides}'
-    _check_fields(base, point_overrides, where)
-    overrides = _merge([fixed, point_overrides])
+    # A point may name its own config file (a recipe): `axis(CONFIG, [...])`.
+    config_path = point_overrides.get(CONFIG, base_path)
+    base = _load_python_file(config_path, 'base_config').get_config()
+    _check_fields(base, fixed, f'{sweep_path}, fixed overrides')
+    _check_fields(base, {k: v for k, v in point_overrides.items() if k != CONFIG}, where)
+    overrides = _merge([fixed, {k: v for k, v in point_overrides.items() if k != CONFIG}])
     name = point_name(point_overrides)
     point_workdir = os.path.join(workdir, name)
     try:

@@ -135,6 +135,32 @@ def test_varied_fields_become_columns(tmp_path):
   assert '| cifar_resnet20 | B |' in table and '| 20.00 ± 0.00 |' in table
 
 
+def test_a_recipe_stands_for_the_fields_it_sets(tmp_path):
+  """Runs of two recipes differ in many fields; the table lists the recipe and, beside it, only
+  a field that also varies within a recipe."""
+  recipes = {
+    'old': {'learning_rate': 0.1, 'weight_decay': 1e-4},
+    'new': {'learning_rate': 0.5, 'weight_decay': 2e-5},
+  }
+  for recipe, fields in recipes.items():
+    for batch_size in (32, 64):
+      write_run(
+        tmp_path,
+        f'recipe={recipe}-batch_size={batch_size}',
+        'cifar_resnet20',
+        0,
+        0.9,
+        recipe=recipe,
+        batch_size=batch_size,
+        **fields,
+      )
+  runs, _ = report.load_runs(str(tmp_path))
+  assert report.varied_fields(runs) == ['batch_size', 'recipe']
+  for run in runs:
+    run['flat_config']['recipe'] = ''
+  assert report.varied_fields(runs) == ['batch_size', 'learning_rate', 'weight_decay']
+
+
 def test_train_error_is_the_last_log_window(tmp_path):
   """He 2015's degradation is a training error: the table shows the last window's, per seed."""
   for seed, last in enumerate((0.9, 0.8)):

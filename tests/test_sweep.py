@@ -113,6 +113,24 @@ def test_unknown_field_is_rejected_by_name(monkeypatch, tmp_path):
   assert not os.path.exists(tmp_path / 'runs')
 
 
+def test_a_point_may_name_its_own_config_file(monkeypatch, tmp_path):
+  """Recipes compared in one sweep: each point's command and config come from its own file."""
+  monkeypatch.chdir(REPO)
+  path = write_sweep(
+    tmp_path,
+    "  return {'config': 'configs/quickstart.py', 'fixed': {'num_train_steps': 7}, "
+    "'points': product(axis('config', ['configs/quickstart.py', 'configs/cifar10_resnet20.py']),"
+    " axis('seed', [0]))}\n",
+  )
+  first, second = sweep.expand(path, str(tmp_path / 'runs'))
+  assert first.name == 'config=configs_quickstart.py-seed=0'
+  assert second.name == 'config=configs_cifar10_resnet20.py-seed=0'
+  assert second.command()[3] == '--config=configs/cifar10_resnet20.py'
+  assert not any(a.startswith('--config.config') for a in second.command())
+  assert (first.config.dataset, second.config.dataset) == ('digits', 'cifar10')
+  assert first.config.num_train_steps == second.config.num_train_steps == 7
+
+
 def test_bad_value_and_unknown_model_are_rejected(monkeypatch, tmp_path):
   monkeypatch.chdir(REPO)
   path = write_sweep(
