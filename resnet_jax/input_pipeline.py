@@ -187,9 +187,12 @@ def dataset_spec(
   return dataclasses.replace(spec, encoded=encoded, flip=spec.flip and config.flip)
 
 
-def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
-  image = tf.cast(image, tf.float32)
-  return (image - tf.constant(spec.mean)) / tf.constant(spec.std)
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+  """The pixels the pipeline ships: a resize's float output rounded back to uint8 (the devices
+  normalise them, `resnet_jax.normalize`); uint8 images as they are."""
+  if image.dtype == tf.uint8:
+    return image
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
 # `config.crop_sampler`: how the random-resized crop of ImageNet training images is drawn.
@@ -317,17 +320,17 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
     if spec.flip:
       image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return {'image': _normalize(image, spec), 'label': tf.cast(example['label'], tf.int32)}
+    return {'image': _to_uint8(image), 'label': tf.cast(example['label'], tf.int32)}
 
   return preprocess
 
 
-def center_crop(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec) -> tf.Tensor:
-  """One decoded image, normalised, as 'center' evaluation classifies it (prediction, export)."""
-  return _normalize(_resize_center_crop(image, eval_image), spec)
+def center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
+  """One decoded image, uint8, as 'center' evaluation classifies it (prediction, export)."""
+  return _to_uint8(_resize_center_crop(image, eval_image))
 
 
-def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
+def _whole_image(image: tf.Tensor, eval_image: EvalImage):
   """(The resized image, its longer side centre-cropped to at most `eval_image.crop`, at the top
   left of a `crop` x `crop` canvas of zeros; its height and width)."""
   resized = _resize_shorter_side(image, eval_image.resize)
@@ -335,7 +338,7 @@ def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
   shape = tf.shape(resized)[:2]
   size = tf.minimum(shape, crop)
   top, left = tf.unstack((shape - size) // 2)
-  kept = _normalize(resized[top : top + size[0], left : left + size[1]], spec)
+  kept = _to_uint8(resized[top : top + size[0], left : left + size[1]])
   canvas = tf.pad(kept, [[0, crop - size[0]], [0, crop - size[1]], [0, 0]])
   return tf.ensure_shape(canvas, [crop, crop, image.shape[-1]]), size
 
@@ -347,9 +350,9 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
     if spec.encoded:  # Read undecoded, as for training.
       image = tf.io.decode_jpeg(image, channels=3)
     if eval_images[0].whole:
-      images, sizes = zip(*(_whole_image(image, e, spec) for e in eval_images), strict=True)
+      images, sizes = zip(*(_whole_image(image, e) for e in eval_images), strict=True)
     else:
-      images = tuple(_normalize(_resize_center_crop(image, e), spec) for e in eval_images)
+      images = tuple(_to_uint8(_resize_center_crop(image, e)) for e in eval_images)
     batch = {
       'image': images[0] if len(images) == 1 else images,
       'label': tf.cast(example['label'], tf.int32),
@@ -525,10 +528,6 @@ def eval_batches(
   ds = ds.concatenate(padding).take(num_steps * host_batch_size)
   ds = ds.batch(host_batch_size).prefetch(tf.data.AUTOTUNE)
   return ds.as_numpy_iterator, num_steps
-
-
-def num_channels(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:
-  return len(dataset_spec(builder, config).mean)
 
 
 def num_train_examples(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:

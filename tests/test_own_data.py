@@ -126,7 +126,7 @@ def test_any_tfds_dataset_trains_with_the_classes_and_channels_of_its_features(
   assert dataset.image_shape == (size, size, channels)
   assert input_pipeline.dataset_spec(dataset.builder, config).augmentation == augmentation
   batch = next(dataset.train(0))
-  assert batch['image'].shape == (8, size, size, channels) and batch['image'].dtype == np.float32
+  assert batch['image'].shape == (8, size, size, channels) and batch['image'].dtype == np.uint8
   assert set(batch['label']) <= set(range(classes))
   start_pass, steps = dataset.eval()
   batches = list(start_pass())
