@@ -293,15 +293,41 @@ def _resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
   return tf.image.resize(image, new_shape, method='bilinear', antialias=True)
 
 
-def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
-  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square."""
-  resized = _resize_shorter_side(image, eval_image.resize)
+def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage, encoded: bool = False):
+  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
+
+  Only the crop's pixels are computed, from the input pixels they read (of JPEG bytes,
+  `encoded`, only those are decoded): the antialiased bilinear resize of the whole image, with
+  its scale and alignment, over a window with the filter's support around the crop. An image
+  that has the resized size already (CIFAR at its own size) is only cropped.
+  """
   crop = eval_image.crop
-  top = (tf.shape(resized)[0] - crop) // 2
-  left = (tf.shape(resized)[1] - crop) // 2
-  return tf.ensure_shape(
-    resized[top : top + crop, left : left + crop], [crop, crop, image.shape[-1]]
-  )
+  if not encoded and image.shape[:2] == (eval_image.resize, eval_image.resize):
+    start = (eval_image.resize - crop) // 2
+    return image[start : start + crop, start : start + crop]
+  shape = tf.io.extract_jpeg_shape(image)[:2] if encoded else tf.shape(image)[:2]
+  in_size = tf.cast(shape, tf.float32)
+  out_size = tf.round(in_size * eval_image.resize / tf.reduce_min(in_size))
+  scale = out_size / in_size
+  offset = tf.floor((out_size - crop) / 2)  # Of the crop in the resized image.
+  # Output pixel o reads input pixels within `support` of (o + 0.5) / scale - 0.5.
+  support = tf.maximum(1 / scale, 1.0)
+  first = tf.maximum(tf.floor((offset + 0.5) / scale - 0.5 - support), 0.0)
+  last = tf.minimum(tf.math.ceil((offset + crop - 0.5) / scale - 0.5 + support) + 1, in_size)
+  window = tf.cast(tf.concat([first, last - first], 0), tf.int32)
+  if encoded:
+    image = tf.io.decode_and_crop_jpeg(image, window, channels=3)
+  else:
+    image = image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+  resized = tf.raw_ops.ScaleAndTranslate(
+    images=image[None],
+    size=[crop, crop],
+    scale=scale,
+    translation=first * scale - offset,
+    kernel_type='triangle',  # tf.image.resize's antialiased 'bilinear'
+    antialias=True,
+  )[0]
+  return tf.ensure_shape(resized, [crop, crop, 3 if encoded else image.shape[-1]])
 
 
 def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callable:
@@ -347,11 +373,15 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
   @_not_converted
   def preprocess(example):
     image = example['image']
-    if spec.encoded:  # Read undecoded, as for training.
-      image = tf.io.decode_jpeg(image, channels=3)
     if eval_images[0].whole:
+      if spec.encoded:  # Read undecoded, as for training.
+        image = tf.io.decode_jpeg(image, channels=3)
       images, sizes = zip(*(_whole_image(image, e) for e in eval_images), strict=True)
-    else:
+    elif len(eval_images) == 1:  # Decodes only the window it keeps.
+      images = (_to_uint8(_resize_center_crop(image, eval_images[0], spec.encoded)),)
+    else:  # Central squares at several sizes: one decode.
+      if spec.encoded:
+        image = tf.io.decode_jpeg(image, channels=3)
       images = tuple(_to_uint8(_resize_center_crop(image, e)) for e in eval_images)
     batch = {
       'image': images[0] if len(images) == 1 else images,
