@@ -440,10 +440,14 @@ def train_batches(
   With `config.cache` (datasets that fit in host memory) every process holds the whole split
   and takes its rows of each global batch, so the global batches are a function of
   (seed, step) alone: a run restored on another number of processes trains on exactly the
-  batches it would have seen. Without it (ImageNet) each process streams its own part of the
-  files, and the order also depends on the number of processes.
+  batches it would have seen. So are splits that fit in `config.shuffle_buffer_size`, which
+  the shuffle holds in memory anyway: one pipeline then serves many epochs, where streaming
+  would rebuild it and refill the shuffle buffer every epoch (every 7 steps of a 1,000-image
+  folder). Otherwise (ImageNet) each process streams its own part of the files, and the order
+  also depends on the number of processes.
   """
-  if config.cache:
+  num_examples = builder.info.splits[config.train_split].num_examples
+  if config.cache or num_examples <= config.shuffle_buffer_size:
     return _global_order_batches(builder, config, host_batch_size, start_step)
   return _per_process_batches(builder, config, host_batch_size, start_step)
 

@@ -187,6 +187,7 @@ def test_an_epoch_of_all_processes_uses_each_example_at_most_once(
   """The processes' slices are disjoint and together make up the epoch (less a remainder)."""
   _without_augmentation(monkeypatch)
   digits_config.cache = cache
+  digits_config.shuffle_buffer_size = 1000  # Below the 1437 examples: streamed when not cached.
   builder = input_pipeline.get_builder(digits_config)
   raw = _raw_images(builder, 'train')
   num_processes, host_batch = 3, 16
@@ -404,3 +405,23 @@ def test_eval_decodes_only_its_window_and_equals_decode_resize_crop(shape, eval_
   ):
     assert got.shape == (crop, crop, 3) and got.dtype == tf.float32
     np.testing.assert_allclose(got, expected, atol=1e-2)
+
+
+def test_a_small_streamed_dataset_builds_one_pipeline_for_many_epochs(digits_config, monkeypatch):
+  """1437 digits, not cached, within the shuffle buffer: three epochs read the split once (a
+  pipeline per epoch read it every epoch), and a run resumed mid-epoch sees the same batches."""
+  digits_config.cache = False
+  builder = input_pipeline.get_builder(digits_config)
+  reads = []
+  read = input_pipeline._read
+  monkeypatch.setattr(
+    input_pipeline, '_read', lambda *args, **kw: reads.append(1) or read(*args, **kw)
+  )
+  straight = input_pipeline.train_batches(builder, digits_config, 64)
+  batches = [next(straight) for _ in range(3 * 22)]  # 22 steps per epoch
+  assert len(reads) == 1
+  resumed = input_pipeline.train_batches(builder, digits_config, 64, start_step=30)
+  for expected in batches[30:40]:
+    got = next(resumed)
+    np.testing.assert_array_equal(got['image'], expected['image'])
+    np.testing.assert_array_equal(got['label'], expected['label'])
