@@ -181,7 +181,9 @@ def dataset_spec(
   if config.augmentation:
     pad = spec.pad or max(config.image_size // 8, 1)
     spec = dataclasses.replace(spec, augmentation=config.augmentation, pad=pad)
-  encoded = spec.augmentation == 'inception_crop' and image.encoding_format == 'jpeg'
+  # A folder's JPEGs too (and its PNGs, decoded whole: `_decode_window`).
+  jpeg = image.encoding_format == 'jpeg' or config.dataset == FOLDER
+  encoded = spec.augmentation == 'inception_crop' and jpeg
   if len(spec.mean) == 1 and encoded:  # JPEGs are decoded to RGB.
     spec = dataclasses.replace(spec, mean=spec.mean * 3, std=spec.std * 3)
   return dataclasses.replace(spec, encoded=encoded, flip=spec.flip and config.flip)
@@ -271,12 +273,28 @@ def _torchvision_window(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.stack([top, left, crop_h, crop_w])
 
 
+def _decode_window(data: tf.Tensor, window_of: Callable) -> tuple[tf.Tensor, tf.Tensor]:
+  """(The window `window_of(shape)`, [top, left, height, width], of an encoded RGB image, and
+  the image's height and width): of a JPEG only the window is decoded, TF reads the shape
+  without decoding; other formats (the PNGs of an image folder) are decoded whole, then cut."""
+
+  def jpeg():
+    shape = tf.io.extract_jpeg_shape(data)
+    return tf.io.decode_and_crop_jpeg(data, window_of(shape), channels=3), shape[:2]
+
+  def other():
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    top, left, height, width = tf.unstack(window_of(tf.shape(image)))
+    return image[top : top + height, left : left + width], tf.shape(image)[:2]
+
+  return tf.cond(tf.io.is_jpeg(data), jpeg, other)
+
+
 def _random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor, sampler: str, encoded: bool):
-  """The `crop_window` of an image resized to `size` x `size`; of JPEG bytes (`encoded`),
+  """The `crop_window` of an image resized to `size` x `size`; of encoded bytes (`encoded`),
   decoding only the crop."""
   if encoded:
-    window = crop_window(tf.io.extract_jpeg_shape(image), seed, sampler)
-    image = tf.io.decode_and_crop_jpeg(image, window, channels=3)
+    image, _ = _decode_window(image, lambda shape: crop_window(shape, seed, sampler))
   else:
     top, left, height, width = tf.unstack(crop_window(tf.shape(image), seed, sampler))
     image = image[top : top + height, left : left + width]
@@ -305,20 +323,27 @@ def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage, encoded: bool =
   if not encoded and image.shape[:2] == (eval_image.resize, eval_image.resize):
     start = (eval_image.resize - crop) // 2
     return image[start : start + crop, start : start + crop]
-  shape = tf.io.extract_jpeg_shape(image)[:2] if encoded else tf.shape(image)[:2]
-  in_size = tf.cast(shape, tf.float32)
-  out_size = tf.round(in_size * eval_image.resize / tf.reduce_min(in_size))
-  scale = out_size / in_size
-  offset = tf.floor((out_size - crop) / 2)  # Of the crop in the resized image.
-  # Output pixel o reads input pixels within `support` of (o + 0.5) / scale - 0.5.
-  support = tf.maximum(1 / scale, 1.0)
-  first = tf.maximum(tf.floor((offset + 0.5) / scale - 0.5 - support), 0.0)
-  last = tf.minimum(tf.math.ceil((offset + crop - 0.5) / scale - 0.5 + support) + 1, in_size)
-  window = tf.cast(tf.concat([first, last - first], 0), tf.int32)
+
+  def geometry(shape):
+    """(scale, the crop's offset in the resized image, the first input pixel it reads, the
+    window of input pixels it reads) of an image of `shape`."""
+    in_size = tf.cast(shape[:2], tf.float32)
+    out_size = tf.round(in_size * eval_image.resize / tf.reduce_min(in_size))
+    scale = out_size / in_size
+    offset = tf.floor((out_size - crop) / 2)
+    # Output pixel o reads input pixels within `support` of (o + 0.5) / scale - 0.5.
+    support = tf.maximum(1 / scale, 1.0)
+    first = tf.maximum(tf.floor((offset + 0.5) / scale - 0.5 - support), 0.0)
+    last = tf.minimum(tf.math.ceil((offset + crop - 0.5) / scale - 0.5 + support) + 1, in_size)
+    return scale, offset, first, tf.cast(tf.concat([first, last - first], 0), tf.int32)
+
   if encoded:
-    image = tf.io.decode_and_crop_jpeg(image, window, channels=3)
+    image, shape = _decode_window(image, lambda shape: geometry(shape)[-1])
   else:
+    shape = tf.shape(image)
+    window = geometry(shape)[-1]
     image = image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
+  scale, offset, first, _ = geometry(shape)
   resized = tf.raw_ops.ScaleAndTranslate(
     images=image[None],
     size=[crop, crop],
@@ -375,13 +400,13 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
     image = example['image']
     if eval_images[0].whole:
       if spec.encoded:  # Read undecoded, as for training.
-        image = tf.io.decode_jpeg(image, channels=3)
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
       images, sizes = zip(*(_whole_image(image, e) for e in eval_images), strict=True)
     elif len(eval_images) == 1:  # Decodes only the window it keeps.
       images = (_to_uint8(_resize_center_crop(image, eval_images[0], spec.encoded)),)
     else:  # Central squares at several sizes: one decode.
       if spec.encoded:
-        image = tf.io.decode_jpeg(image, channels=3)
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
       images = tuple(_to_uint8(_resize_center_crop(image, e)) for e in eval_images)
     batch = {
       'image': images[0] if len(images) == 1 else images,

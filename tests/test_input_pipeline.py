@@ -391,16 +391,19 @@ def _photo(height, width, seed=0):
 @pytest.mark.parametrize('eval_image', [data.EvalImage(256, 224), data.EvalImage(64, 64)])
 def test_eval_decodes_only_its_window_and_equals_decode_resize_crop(shape, eval_image):
   """The centre crop computed from the JPEG window it reads equals the whole image decoded,
-  resized and cropped to float tolerance (1e-2 of a grey level; measured: below 1e-3)."""
+  resized and cropped to float tolerance (1e-2 of a grey level; measured: below 1e-3). A PNG
+  (in an image folder) is decoded whole, then the same window is cut."""
   import tensorflow as tf
 
   jpeg, pixels = _photo(*shape)
+  png = tf.io.encode_png(pixels)
   resized = input_pipeline._resize_shorter_side(pixels, eval_image.resize)
   top, left = (np.array(resized.shape[:2]) - eval_image.crop) // 2
   crop = eval_image.crop
   expected = resized[top : top + crop, left : left + crop]
   for got in (
     input_pipeline._resize_center_crop(jpeg, eval_image, encoded=True),
+    input_pipeline._resize_center_crop(png, eval_image, encoded=True),
     input_pipeline._resize_center_crop(pixels, eval_image),
   ):
     assert got.shape == (crop, crop, 3) and got.dtype == tf.float32
