@@ -311,39 +311,41 @@ def _resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
   return tf.image.resize(image, new_shape, method='bilinear', antialias=True)
 
 
+def _center_window(shape: tf.Tensor, eval_image: EvalImage):
+  """(scale, offset of the crop in the resized image, first input pixel it reads, the window
+  [top, left, height, width] of the input pixels it reads) of the central `eval_image.crop`
+  square of an image of `shape` (H, W, ...) resized to `eval_image.resize` on its shorter side."""
+  in_size = tf.cast(shape[:2], tf.float32)
+  out_size = tf.round(in_size * eval_image.resize / tf.reduce_min(in_size))
+  scale = out_size / in_size
+  offset = tf.floor((out_size - eval_image.crop) / 2)
+  # Output pixel o reads input pixels within `support` of (o + 0.5) / scale - 0.5.
+  support = tf.maximum(1 / scale, 1.0)
+  first = tf.maximum(tf.floor((offset + 0.5) / scale - 0.5 - support), 0.0)
+  end = (offset + eval_image.crop - 0.5) / scale - 0.5 + support
+  last = tf.minimum(tf.math.ceil(end) + 1, in_size)
+  return scale, offset, first, tf.cast(tf.concat([first, last - first], 0), tf.int32)
+
+
 def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage, encoded: bool = False):
   """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
 
-  Only the crop's pixels are computed, from the input pixels they read (of JPEG bytes,
+  Only the crop's pixels are computed, from the input pixels they read (of encoded bytes,
   `encoded`, only those are decoded): the antialiased bilinear resize of the whole image, with
-  its scale and alignment, over a window with the filter's support around the crop. An image
-  that has the resized size already (CIFAR at its own size) is only cropped.
+  its scale and alignment, over the window of `_center_window`. An image that has the resized
+  size already (CIFAR at its own size) is only cropped.
   """
   crop = eval_image.crop
   if not encoded and image.shape[:2] == (eval_image.resize, eval_image.resize):
     start = (eval_image.resize - crop) // 2
     return image[start : start + crop, start : start + crop]
-
-  def geometry(shape):
-    """(scale, the crop's offset in the resized image, the first input pixel it reads, the
-    window of input pixels it reads) of an image of `shape`."""
-    in_size = tf.cast(shape[:2], tf.float32)
-    out_size = tf.round(in_size * eval_image.resize / tf.reduce_min(in_size))
-    scale = out_size / in_size
-    offset = tf.floor((out_size - crop) / 2)
-    # Output pixel o reads input pixels within `support` of (o + 0.5) / scale - 0.5.
-    support = tf.maximum(1 / scale, 1.0)
-    first = tf.maximum(tf.floor((offset + 0.5) / scale - 0.5 - support), 0.0)
-    last = tf.minimum(tf.math.ceil((offset + crop - 0.5) / scale - 0.5 + support) + 1, in_size)
-    return scale, offset, first, tf.cast(tf.concat([first, last - first], 0), tf.int32)
-
   if encoded:
-    image, shape = _decode_window(image, lambda shape: geometry(shape)[-1])
+    image, shape = _decode_window(image, lambda shape: _center_window(shape, eval_image)[-1])
   else:
     shape = tf.shape(image)
-    window = geometry(shape)[-1]
-    image = image[window[0] : window[0] + window[2], window[1] : window[1] + window[3]]
-  scale, offset, first, _ = geometry(shape)
+    top, left, height, width = tf.unstack(_center_window(shape, eval_image)[-1])
+    image = image[top : top + height, left : left + width]
+  scale, offset, first, _ = _center_window(shape, eval_image)
   resized = tf.raw_ops.ScaleAndTranslate(
     images=image[None],
     size=[crop, crop],
