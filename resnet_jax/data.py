@@ -12,7 +12,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
-from resnet_jax import datasets, fake_data
+from resnet_jax import datasets, fake_data, normalize
 
 Batch = dict[str, np.ndarray]
 
@@ -65,16 +65,24 @@ class Data:
     if config.dataset == 'fake':
       self.pipeline = self.builder = None
       self.num_train_examples = fake_data.NUM_TRAIN_EXAMPLES
-      channels = fake_data.CHANNELS
+      self.pixel_stats = (
+        (fake_data.MEAN,) * fake_data.CHANNELS,
+        (fake_data.STD,) * fake_data.CHANNELS,
+      )
     else:
       from resnet_jax import input_pipeline  # Imported here: it imports TensorFlow.
 
       self.pipeline = input_pipeline
       self.builder = input_pipeline.get_builder(config)
       self.num_train_examples = input_pipeline.num_train_examples(self.builder, config)
-      channels = input_pipeline.num_channels(self.builder, config)
+      spec = input_pipeline.dataset_spec(self.builder, config)
+      self.pixel_stats = spec.mean, spec.std
     # Height, width, channels of one training image.
-    self.image_shape = (config.image_size, config.image_size, channels)
+    self.image_shape = (config.image_size, config.image_size, len(self.pixel_stats[0]))
+
+  def normalization(self, dtype: str = 'float32') -> normalize.Normalization:
+    """How the steps make the network's input of this dataset's uint8 batches."""
+    return normalize.Normalization(*self.pixel_stats, dtype)
 
   @property
   def steps_per_epoch(self) -> int:

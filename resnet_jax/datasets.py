@@ -28,7 +28,7 @@ class DatasetSpec:
   std: tuple[float, ...]
   # Training augmentation. 'pad_crop': pad `pad` pixels, random crop back (CIFAR).
   # 'inception_crop': random-resized crop of 8-100% area and 3/4-4/3 aspect, from JPEGs that
-  # stay encoded until then. Evaluation resizes and crops as `data.eval_images` says.
+  # stay encoded until then. Evaluation resizes and crops as `eval_images` says.
   augmentation: Augmentation
   pad: int = 0
   flip: bool = True

@@ -27,7 +27,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from resnet_jax import data as data_lib
-from resnet_jax import datasets
+from resnet_jax import datasets, normalize
 from resnet_jax.models import blocks, network
 
 # A pass that runs longer than this logs its progress this often, seconds.
@@ -131,7 +131,12 @@ def log_probabilities(
 
 
 def eval_step(
-  state: Any, metrics: EvalMetrics, batch: dict[str, Any], protocol: str, crop_size: int
+  state: Any,
+  metrics: EvalMetrics,
+  batch: dict[str, Any],
+  protocol: str,
+  crop_size: int,
+  normalization: normalize.Normalization | None = None,
 ) -> EvalMetrics:
   """Adds one batch to `metrics`; merging inside the step keeps the host out of the pass."""
 
@@ -139,7 +144,8 @@ def eval_step(
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
     return state.apply_fn(variables, images, train=False).astype(jnp.float32)
 
-  log_probs = log_probabilities(apply_fn, batch['image'], protocol, crop_size, batch.get('size'))
+  images = normalize.images(batch['image'], normalization)
+  log_probs = log_probabilities(apply_fn, images, protocol, crop_size, batch.get('size'))
   labels = batch['label']
   top5 = jax.lax.top_k(log_probs, min(5, log_probs.shape[-1]))[1]
   return metrics.merge(
@@ -153,11 +159,19 @@ def eval_step(
   )
 
 
-def jit_eval_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Callable:
-  """The compiled eval step of `config.eval_protocol`: state replicated, batch sharded."""
+def jit_eval_step(
+  config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh,
+  normalization: normalize.Normalization | None = None,
+) -> Callable:
+  """The compiled eval step of `config.eval_protocol`: state replicated, batch sharded.
+  `normalization`: that of the uint8 batches of `data.Data`; None for batches of network input."""
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   step = functools.partial(
-    eval_step, protocol=config.eval_protocol, crop_size=datasets.eval_image_size(config)
+    eval_step,
+    protocol=config.eval_protocol,
+    crop_size=datasets.eval_image_size(config),
+    normalization=normalization,
   )
   return jax.jit(step, in_shardings=(replicated, replicated, data), out_shardings=replicated)
 

@@ -13,10 +13,12 @@ CHANNELS = 3
 # Classes of fake labels when `config.num_classes` is 0 (from the dataset): the default before
 # 0 was, so that throughput commands that set no number measure what they measured.
 NUM_CLASSES = 10
+# Fake pixels are uniform over 0..255, uint8 as the input pipeline's: these are their statistics.
+MEAN, STD = 127.5, float(np.sqrt((256**2 - 1) / 12))
 
 
 def _images(rng: np.random.Generator, batch_size: int, size: int) -> np.ndarray:
-  return rng.standard_normal((batch_size, size, size, CHANNELS), dtype=np.float32)
+  return rng.integers(0, 256, (batch_size, size, size, CHANNELS), dtype=np.uint8)
 
 
 def _labels(rng: np.random.Generator, config: ml_collections.ConfigDict, batch_size: int):

@@ -182,15 +182,20 @@ def dataset_spec(
   if config.augmentation:
     pad = spec.pad or max(config.image_size // 8, 1)
     spec = dataclasses.replace(spec, augmentation=config.augmentation, pad=pad)
-  encoded = spec.augmentation == 'inception_crop' and image.encoding_format == 'jpeg'
+  # A folder's JPEGs too (and its PNGs, decoded whole: `_decode_window`).
+  jpeg = image.encoding_format == 'jpeg' or config.dataset == FOLDER
+  encoded = spec.augmentation == 'inception_crop' and jpeg
   if len(spec.mean) == 1 and encoded:  # JPEGs are decoded to RGB.
     spec = dataclasses.replace(spec, mean=spec.mean * 3, std=spec.std * 3)
   return dataclasses.replace(spec, encoded=encoded, flip=spec.flip and config.flip)
 
 
-def _normalize(image: tf.Tensor, spec: DatasetSpec) -> tf.Tensor:
-  image = tf.cast(image, tf.float32)
-  return (image - tf.constant(spec.mean)) / tf.constant(spec.std)
+def _to_uint8(image: tf.Tensor) -> tf.Tensor:
+  """The pixels the pipeline ships: a resize's float output rounded back to uint8 (the devices
+  normalise them, `resnet_jax.normalize`); uint8 images as they are."""
+  if image.dtype == tf.uint8:
+    return image
+  return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
 
 
 # Both samplers keep 8-100% of the area with an aspect ratio (width / height) of 3/4 to 4/3.
@@ -260,12 +265,28 @@ def _torchvision_window(shape: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
   return tf.stack([top, left, crop_h, crop_w])
 
 
+def _decode_window(data: tf.Tensor, window_of: Callable) -> tuple[tf.Tensor, tf.Tensor]:
+  """(The window `window_of(shape)`, [top, left, height, width], of an encoded RGB image, and
+  the image's height and width): of a JPEG only the window is decoded, TF reads the shape
+  without decoding; other formats (the PNGs of an image folder) are decoded whole, then cut."""
+
+  def jpeg():
+    shape = tf.io.extract_jpeg_shape(data)
+    return tf.io.decode_and_crop_jpeg(data, window_of(shape), channels=3), shape[:2]
+
+  def other():
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    top, left, height, width = tf.unstack(window_of(tf.shape(image)))
+    return image[top : top + height, left : left + width], tf.shape(image)[:2]
+
+  return tf.cond(tf.io.is_jpeg(data), jpeg, other)
+
+
 def _random_resized_crop(image: tf.Tensor, size: int, seed: tf.Tensor, sampler: str, encoded: bool):
-  """The `crop_window` of an image resized to `size` x `size`; of JPEG bytes (`encoded`),
+  """The `crop_window` of an image resized to `size` x `size`; of encoded bytes (`encoded`),
   decoding only the crop."""
   if encoded:
-    window = crop_window(tf.io.extract_jpeg_shape(image), seed, sampler)
-    image = tf.io.decode_and_crop_jpeg(image, window, channels=3)
+    image, _ = _decode_window(image, lambda shape: crop_window(shape, seed, sampler))
   else:
     top, left, height, width = tf.unstack(crop_window(tf.shape(image), seed, sampler))
     image = image[top : top + height, left : left + width]
@@ -282,15 +303,50 @@ def _resize_shorter_side(image: tf.Tensor, side: int) -> tf.Tensor:
   return tf.image.resize(image, new_shape, method='bilinear', antialias=True)
 
 
-def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
-  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square."""
-  resized = _resize_shorter_side(image, eval_image.resize)
+def _center_window(shape: tf.Tensor, eval_image: EvalImage):
+  """(scale, offset of the crop in the resized image, first input pixel it reads, the window
+  [top, left, height, width] of the input pixels it reads) of the central `eval_image.crop`
+  square of an image of `shape` (H, W, ...) resized to `eval_image.resize` on its shorter side."""
+  in_size = tf.cast(shape[:2], tf.float32)
+  out_size = tf.round(in_size * eval_image.resize / tf.reduce_min(in_size))
+  scale = out_size / in_size
+  offset = tf.floor((out_size - eval_image.crop) / 2)
+  # Output pixel o reads input pixels within `support` of (o + 0.5) / scale - 0.5.
+  support = tf.maximum(1 / scale, 1.0)
+  first = tf.maximum(tf.floor((offset + 0.5) / scale - 0.5 - support), 0.0)
+  end = (offset + eval_image.crop - 0.5) / scale - 0.5 + support
+  last = tf.minimum(tf.math.ceil(end) + 1, in_size)
+  return scale, offset, first, tf.cast(tf.concat([first, last - first], 0), tf.int32)
+
+
+def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage, encoded: bool = False):
+  """The shorter side resized to `eval_image.resize`, then the central `eval_image.crop` square.
+
+  Only the crop's pixels are computed, from the input pixels they read (of encoded bytes,
+  `encoded`, only those are decoded): the antialiased bilinear resize of the whole image, with
+  its scale and alignment, over the window of `_center_window`. An image that has the resized
+  size already (CIFAR at its own size) is only cropped.
+  """
   crop = eval_image.crop
-  top = (tf.shape(resized)[0] - crop) // 2
-  left = (tf.shape(resized)[1] - crop) // 2
-  return tf.ensure_shape(
-    resized[top : top + crop, left : left + crop], [crop, crop, image.shape[-1]]
-  )
+  if not encoded and image.shape[:2] == (eval_image.resize, eval_image.resize):
+    start = (eval_image.resize - crop) // 2
+    return image[start : start + crop, start : start + crop]
+  if encoded:
+    image, shape = _decode_window(image, lambda shape: _center_window(shape, eval_image)[-1])
+  else:
+    shape = tf.shape(image)
+    top, left, height, width = tf.unstack(_center_window(shape, eval_image)[-1])
+    image = image[top : top + height, left : left + width]
+  scale, offset, first, _ = _center_window(shape, eval_image)
+  resized = tf.raw_ops.ScaleAndTranslate(
+    images=image[None],
+    size=[crop, crop],
+    scale=scale,
+    translation=first * scale - offset,
+    kernel_type='triangle',  # tf.image.resize's antialiased 'bilinear'
+    antialias=True,
+  )[0]
+  return tf.ensure_shape(resized, [crop, crop, 3 if encoded else image.shape[-1]])
 
 
 def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callable:
@@ -309,17 +365,17 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
     if spec.flip:
       image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return {'image': _normalize(image, spec), 'label': tf.cast(example['label'], tf.int32)}
+    return {'image': _to_uint8(image), 'label': tf.cast(example['label'], tf.int32)}
 
   return preprocess
 
 
-def center_crop(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec) -> tf.Tensor:
-  """One decoded image, normalised, as 'center' evaluation classifies it (prediction, export)."""
-  return _normalize(_resize_center_crop(image, eval_image), spec)
+def center_crop(image: tf.Tensor, eval_image: EvalImage) -> tf.Tensor:
+  """One decoded image, uint8, as 'center' evaluation classifies it (prediction, export)."""
+  return _to_uint8(_resize_center_crop(image, eval_image))
 
 
-def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
+def _whole_image(image: tf.Tensor, eval_image: EvalImage):
   """(The resized image, its longer side centre-cropped to at most `eval_image.crop`, at the top
   left of a `crop` x `crop` canvas of zeros; its height and width)."""
   resized = _resize_shorter_side(image, eval_image.resize)
@@ -327,7 +383,7 @@ def _whole_image(image: tf.Tensor, eval_image: EvalImage, spec: DatasetSpec):
   shape = tf.shape(resized)[:2]
   size = tf.minimum(shape, crop)
   top, left = tf.unstack((shape - size) // 2)
-  kept = _normalize(resized[top : top + size[0], left : left + size[1]], spec)
+  kept = _to_uint8(resized[top : top + size[0], left : left + size[1]])
   canvas = tf.pad(kept, [[0, crop - size[0]], [0, crop - size[1]], [0, 0]])
   return tf.ensure_shape(canvas, [crop, crop, image.shape[-1]]), size
 
@@ -336,12 +392,16 @@ def _eval_preprocess(spec: DatasetSpec, eval_images: Sequence[EvalImage]) -> Cal
   @_not_converted
   def preprocess(example):
     image = example['image']
-    if spec.encoded:  # Read undecoded, as for training.
-      image = tf.io.decode_jpeg(image, channels=3)
     if eval_images[0].whole:
-      images, sizes = zip(*(_whole_image(image, e, spec) for e in eval_images), strict=True)
-    else:
-      images = tuple(_normalize(_resize_center_crop(image, e), spec) for e in eval_images)
+      if spec.encoded:  # Read undecoded, as for training.
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
+      images, sizes = zip(*(_whole_image(image, e) for e in eval_images), strict=True)
+    elif len(eval_images) == 1:  # Decodes only the window it keeps.
+      images = (_to_uint8(_resize_center_crop(image, eval_images[0], spec.encoded)),)
+    else:  # Central squares at several sizes: one decode.
+      if spec.encoded:
+        image = tf.io.decode_image(image, channels=3, expand_animations=False)
+      images = tuple(_to_uint8(_resize_center_crop(image, e)) for e in eval_images)
     batch = {
       'image': images[0] if len(images) == 1 else images,
       'label': tf.cast(example['label'], tf.int32),
@@ -399,10 +459,14 @@ def train_batches(
   With `config.cache` (datasets that fit in host memory) every process holds the whole split
   and takes its rows of each global batch, so the global batches are a function of
   (seed, step) alone: a run restored on another number of processes trains on exactly the
-  batches it would have seen. Without it (ImageNet) each process streams its own part of the
-  files, and the order also depends on the number of processes.
+  batches it would have seen. So are splits that fit in `config.shuffle_buffer_size`, which
+  the shuffle holds in memory anyway: one pipeline then serves many epochs, where streaming
+  would rebuild it and refill the shuffle buffer every epoch (every 7 steps of a 1,000-image
+  folder). Otherwise (ImageNet) each process streams its own part of the files, and the order
+  also depends on the number of processes.
   """
-  if config.cache:
+  num_examples = builder.info.splits[config.train_split].num_examples
+  if config.cache or num_examples <= config.shuffle_buffer_size:
     return _global_order_batches(builder, config, host_batch_size, start_step)
   return _per_process_batches(builder, config, host_batch_size, start_step)
 
@@ -517,10 +581,6 @@ def eval_batches(
   ds = ds.concatenate(padding).take(num_steps * host_batch_size)
   ds = ds.batch(host_batch_size).prefetch(tf.data.AUTOTUNE)
   return ds.as_numpy_iterator, num_steps
-
-
-def num_channels(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:
-  return len(dataset_spec(builder, config).mean)
 
 
 def num_train_examples(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> int:

@@ -72,22 +72,27 @@ def load_run(workdir: str | None, config=None, checkpoint: str | None = None) ->
 
 
 def prepare(images, run: Run):
-  """uint8 images [N, H, W, C] of one size as the run's 'center' evaluation classifies them."""
+  """uint8 images [N, H, W, C] of one size as the run's 'center' evaluation crops them, uint8;
+  `probabilities` normalises them."""
   import tensorflow as tf
 
   from resnet_jax import input_pipeline
 
   return tf.map_fn(
-    lambda image: input_pipeline.center_crop(image, run.eval_image, run.spec),
+    lambda image: input_pipeline.center_crop(image, run.eval_image),
     images,
-    fn_output_signature=tf.float32,
+    fn_output_signature=tf.uint8,
   )
 
 
 def probabilities(run: Run, images):
-  """Softmax of the run's logits for prepared images, float32 [N, classes]."""
+  """Softmax of the run's logits for prepared (uint8) images, float32 [N, classes]."""
   import jax
 
+  from resnet_jax import normalize, train
+
+  dtype = train.compute_dtype(run.config).name
+  images = normalize.images(images, normalize.Normalization(run.spec.mean, run.spec.std, dtype))
   logits = run.model.apply(run.variables, images, train=False)
   return jax.nn.softmax(logits.astype('float32'), axis=-1)
 

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from resnet_jax import checkpoints, data, errors, paths, train
+from resnet_jax import checkpoints, data, errors, normalize, paths, train
 from resnet_jax.models import network
 from resnet_jax.models.blocks import (
   BatchNorm,
@@ -183,12 +183,12 @@ def eval_images(config: ml_collections.ConfigDict, num_images: int) -> np.ndarra
   its eval pass preprocesses them, centre crop."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.eval_protocol = 'center'  # One image per example, at the size the network trained on.
-  images = []
-  for batch in data.Data(config).eval().start_pass():
+  images, dataset = [], data.Data(config)
+  for batch in dataset.eval().start_pass():
     images.append(batch['image'][batch['mask'] > 0])
     if sum(len(x) for x in images) >= num_images:
       break
-  return np.concatenate(images)[:num_images]
+  return np.asarray(normalize.images(np.concatenate(images)[:num_images], dataset.normalization()))
 
 
 def run_responses(

@@ -41,6 +41,7 @@ from resnet_jax import (
   finetune,
   metric_logging,
   models,
+  normalize,
   optim,
   paths,
 )
@@ -131,8 +132,10 @@ def train_step(
   dropout_rng: jax.Array,
   learning_rate: jax.Array,
   label_smoothing: float,
+  normalization: normalize.Normalization | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One update at `learning_rate`, a float32 scalar from the host's schedule table."""
+  batch = {**batch, 'image': normalize.images(batch['image'], normalization)}
   rng = jax.random.fold_in(dropout_rng, state.step)
 
   def loss_fn(params):
@@ -162,15 +165,23 @@ def make_mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ('data',))
 
 
-def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -> Callable:
+def jit_train_step(
+  config: ml_collections.ConfigDict,
+  mesh: jax.sharding.Mesh,
+  normalization: normalize.Normalization | None = None,
+) -> Callable:
   """The compiled step(state, batch, dropout_rng, learning_rate).
 
   State replicated (and donated), batch sharded over 'data'. The learning rate is a NumPy
   float32 scalar, an entry of `optim.learning_rate_table`, so every call has the same signature.
+  `normalization`: that of the uint8 batches of `data.Data`; None for batches of network input.
   """
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  step = functools.partial(
+    train_step, label_smoothing=config.label_smoothing, normalization=normalization
+  )
   return jax.jit(
-    functools.partial(train_step, label_smoothing=config.label_smoothing),
+    step,
     in_shardings=(replicated, data, replicated, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=0,
@@ -457,8 +468,9 @@ def _train_and_evaluate(
       {k: v for k, v in config.to_dict().items() if isinstance(v, int | float | str | bool)}
     )
 
-  train_step_fn = jit_train_step(config, mesh)
-  eval_step_fn = evaluation.jit_eval_step(config, mesh)
+  normalization = data.normalization(compute_dtype(config).name)
+  train_step_fn = jit_train_step(config, mesh, normalization)
+  eval_step_fn = evaluation.jit_eval_step(config, mesh, normalization)
 
   evaluated = []
 

@@ -126,7 +126,7 @@ def test_any_tfds_dataset_trains_with_the_classes_and_channels_of_its_features(
   assert dataset.image_shape == (size, size, channels)
   assert input_pipeline.dataset_spec(dataset.builder, config).augmentation == augmentation
   batch = next(dataset.train(0))
-  assert batch['image'].shape == (8, size, size, channels) and batch['image'].dtype == np.float32
+  assert batch['image'].shape == (8, size, size, channels) and batch['image'].dtype == np.uint8
   assert set(batch['label']) <= set(range(classes))
   start_pass, steps = dataset.eval()
   batches = list(start_pass())
@@ -208,6 +208,26 @@ def test_an_image_folder_trains_with_its_class_names_and_split_folders(tmp_path)
   assert sorted(labels) == [0] * 3 + [1] * 3 + [2] * 3
   # Training data is a function of (seed, step): the same batches again.
   np.testing.assert_array_equal(next(data.Data(config).train(0))['image'], batch['image'])
+
+
+def test_a_folders_jpegs_and_pngs_are_read_encoded_for_the_random_resized_crop(tmp_path):
+  """The crop decodes only its window of a JPEG (a PNG whole): both kinds in one folder."""
+  root = make_folder(tmp_path / 'pets', train=8)
+  for i in range(4):
+    path = f'{root}/train/cat/{i}.png'
+    pixels = tf.io.decode_png(tf.io.read_file(path))
+    os.remove(path)
+    tf.io.write_file(f'{root}/train/cat/{i}.jpg', tf.io.encode_jpeg(pixels, quality=90))
+  config = _config('folder', root, image_size=8, augmentation='inception_crop')
+  dataset = data.Data(data.with_num_classes(config))
+  assert input_pipeline.dataset_spec(dataset.builder, config).encoded
+  iterator = dataset.train(0)
+  batches = [next(iterator) for _ in range(3)]
+  assert all(b['image'].shape == (8, 8, 8, 3) and b['image'].dtype == np.uint8 for b in batches)
+  labels = np.concatenate([b['label'] for b in batches])  # One epoch: every JPEG and PNG.
+  assert sorted(labels) == [0] * 8 + [1] * 8 + [2] * 8
+  start_pass, _ = dataset.eval()
+  assert sum(b['mask'].sum() for b in start_pass()) == 9
 
 
 def test_files_that_are_no_images_by_suffix_are_skipped_and_counted(tmp_path, caplog):
