@@ -107,6 +107,13 @@ def get_config() -> ml_collections.ConfigDict:
   # 4:3 and 3:4 images (ImageNet's usual 500x375) whole, 2.0 also 2:1 ones; the canvas is a
   # square of eval_max_aspect x the size, (4/3)^2 or 4 times the pixels of the central square.
   config.eval_max_aspect = 1.0
+  # More test sets, evaluated once at the end of training with the final weights and written to
+  # summary.json under 'extra_eval': TFDS 'name:split' pairs, e.g. ('imagenet_v2:test',
+  # 'imagenet2012_real:validation', 'imagenet_a:test', 'imagenet_r:test',
+  # 'imagenet_sketch:test') for ImageNet or ('cifar10_1/v6:test',) for CIFAR-10. ReaL counts any of
+  # an image's labels; ImageNet-A and -R restrict the logits to their 200 classes
+  # (resnet_jax/extra_eval.py).
+  config.extra_eval = ()
   # Shuffle buffer, examples per host.
   config.shuffle_buffer_size = 16_384
   # Keep the decoded dataset in host memory after the first epoch (small datasets only).

@@ -39,7 +39,7 @@ class EvalMetrics(clu_metrics.Collection):
   """Means over the examples of an evaluation pass; padding (mask 0) never counts."""
 
   loss: clu_metrics.Average.from_output('loss')
-  top1: clu_metrics.Accuracy
+  top1: clu_metrics.Average.from_output('top1')
   top5: clu_metrics.Average.from_output('top5')
 
 
@@ -137,24 +137,37 @@ def eval_step(
   protocol: str,
   crop_size: int,
   normalization: normalize.Normalization | None = None,
+  classes: tuple[int, ...] | None = None,
 ) -> EvalMetrics:
-  """Adds one batch to `metrics`; merging inside the step keeps the host out of the pass."""
+  """Adds one batch to `metrics`; merging inside the step keeps the host out of the pass.
+
+  `classes`: the only classes the test set has (ImageNet-A and -R: 200 of ImageNet's 1,000);
+  the others are never predicted. Labels are class indices, or multi-hot rows where an image
+  has several right answers (ImageNet ReaL): a prediction is right if it is any of them, and
+  images without a label are left out.
+  """
 
   def apply_fn(images):
     variables = {'params': state.params, 'batch_stats': state.batch_stats}
-    return state.apply_fn(variables, images, train=False).astype(jnp.float32)
+    logits = state.apply_fn(variables, images, train=False).astype(jnp.float32)
+    if classes is None:
+      return logits
+    kept = jnp.zeros(logits.shape[-1], bool).at[jnp.asarray(classes)].set(True)
+    return jnp.where(kept, logits, -jnp.inf)
 
   images = normalize.images(batch['image'], normalization)
   log_probs = log_probabilities(apply_fn, images, protocol, crop_size, batch.get('size'))
-  labels = batch['label']
+  labels, mask = batch['label'], batch['mask'] > 0
+  if labels.ndim == 1:
+    labels = jax.nn.one_hot(labels, log_probs.shape[-1], dtype=jnp.int32)
   top5 = jax.lax.top_k(log_probs, min(5, log_probs.shape[-1]))[1]
+  right = jnp.take_along_axis(labels, top5, axis=-1) > 0
+  num_labels = labels.sum(-1)
+  # Mean negative log-probability of the right answers: the cross-entropy for one label.
+  loss = -jnp.where(labels > 0, log_probs, 0.0).sum(-1) / jnp.maximum(num_labels, 1)
   return metrics.merge(
     EvalMetrics.single_from_model_output(
-      logits=log_probs,
-      labels=labels,
-      loss=-jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0],
-      top5=jnp.any(top5 == labels[:, None], axis=-1),
-      mask=batch['mask'] > 0,
+      loss=loss, top1=right[:, 0], top5=right.any(-1), mask=mask & (num_labels > 0)
     )
   )
 
@@ -163,15 +176,18 @@ def jit_eval_step(
   config: ml_collections.ConfigDict,
   mesh: jax.sharding.Mesh,
   normalization: normalize.Normalization | None = None,
+  classes: tuple[int, ...] | None = None,
 ) -> Callable:
   """The compiled eval step of `config.eval_protocol`: state replicated, batch sharded.
-  `normalization`: that of the uint8 batches of `data.Data`; None for batches of network input."""
+  `normalization`: that of the uint8 batches of `data.Data`; None for batches of network input.
+  `classes`: see `eval_step`."""
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   step = functools.partial(
     eval_step,
     protocol=config.eval_protocol,
     crop_size=datasets.eval_image_size(config),
     normalization=normalization,
+    classes=classes,
   )
   return jax.jit(step, in_shardings=(replicated, replicated, data), out_shardings=replicated)
 

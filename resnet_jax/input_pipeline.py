@@ -100,7 +100,7 @@ def feature_names(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
     )
   if not (
     isinstance(dict(features.items()).get(image), tfds.features.Image)
-    and isinstance(dict(features.items()).get(label), tfds.features.ClassLabel)
+    and _class_label(dict(features.items()).get(label)) is not None
   ):
     raise errors.DataError(
       f'Dataset {builder.name!r} is no image classification dataset this project can read: it '
@@ -110,12 +110,20 @@ def feature_names(builder: tfds.core.DatasetBuilder) -> tuple[str, str]:
   return image, label
 
 
+def _class_label(feature) -> tfds.features.ClassLabel | None:
+  """The ClassLabel of a label feature: itself, or that of a sequence of labels (several right
+  answers per image, as ImageNet ReaL's)."""
+  if isinstance(feature, tfds.features.Sequence):
+    feature = feature.feature
+  return feature if isinstance(feature, tfds.features.ClassLabel) else None
+
+
 def num_classes(builder: tfds.core.DatasetBuilder) -> int:
-  return builder.info.features[feature_names(builder)[1]].num_classes
+  return _class_label(builder.info.features[feature_names(builder)[1]]).num_classes
 
 
 def class_names(builder: tfds.core.DatasetBuilder) -> list[str]:
-  return list(builder.info.features[feature_names(builder)[1]].names)
+  return list(_class_label(builder.info.features[feature_names(builder)[1]]).names)
 
 
 def check_features(builder: tfds.core.DatasetBuilder, config: ml_collections.ConfigDict) -> None:
@@ -428,6 +436,17 @@ def _read(builder: tfds.core.DatasetBuilder, split, spec: DatasetSpec, file_seed
     decoders=decoders,
     read_config=read_config,
   )
+  if isinstance(builder.info.features[label], tfds.features.Sequence):
+    # Several labels per image (possibly none): a multi-hot row of the classes.
+    classes = num_classes(builder)
+    return ds.map(
+      lambda example: {
+        'image': example[image],
+        'label': tf.minimum(
+          tf.reduce_sum(tf.one_hot(example[label], classes, dtype=tf.int32), axis=0), 1
+        ),
+      }
+    )
   if (image, label) != ('image', 'label') or isinstance(builder, tfds.ImageFolder):
     ds = ds.map(lambda example: {'image': example[image], 'label': example[label]})
   return ds
@@ -567,8 +586,11 @@ def eval_batches(
   by the mask count every example exactly once.
   """
   spec = dataset_spec(builder, config)
-  total = builder.info.splits[config.eval_split].num_examples
   split, shard = _process_split(builder, config.eval_split, drop_remainder=False)
+  if builder.info.splits:
+    total = builder.info.splits[config.eval_split].num_examples
+  else:  # A split of unknown size (tfds.testing.mock_data): counted.
+    total = int(builder.as_dataset(split=config.eval_split).cardinality())
   num_steps = math.ceil(math.ceil(total / jax.process_count()) / host_batch_size)
   ds = shard(_read(builder, split, spec)).map(
     _eval_preprocess(spec, eval_images), num_parallel_calls=tf.data.AUTOTUNE

@@ -38,6 +38,7 @@ from resnet_jax import (
   diagnosis,
   errors,
   evaluation,
+  extra_eval,
   finetune,
   metric_logging,
   models,
@@ -343,6 +344,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       'one of them.'
     )
   datasets.validate(config)
+  extra_eval.entries(config)
   optim.validate(config)
   finetune.validate(config)
   check_batch_size(config.batch_size, 'batch_size')
@@ -418,6 +420,7 @@ def _train_and_evaluate(
 ) -> dict[str, Any]:
   clock = run_workdir.WallClock(workdir, write=jax.process_index() == 0)
   data = data_lib.Data(config)
+  extra_sets = extra_eval.ExtraSets(config)  # Found and checked now, evaluated at the end.
   total_steps = num_train_steps(config, data.steps_per_epoch)
   learning_rates = optim.learning_rate_table(
     optim.create_learning_rate_fn(config, data.steps_per_epoch, total_steps), total_steps
@@ -540,6 +543,10 @@ def _train_and_evaluate(
     host_batches.close()
   if eval_metrics is None:  # A finished run started again: evaluate its final state.
     eval_metrics = run_eval(int(state.step))
+  extra_metrics = extra_sets.evaluate(state, mesh, normalization, data_sharding)
+  for entry, metrics in extra_metrics.items():
+    logging.info('%s: %s', entry, metrics)
+    writer.write_scalars(int(state.step), {f'{entry}/{k}': v for k, v in metrics.items()})
   # Closed, not only flushed: their threads end with the run (a sweep worker runs many).
   manager.close()
   writer.close()
@@ -554,6 +561,7 @@ def _train_and_evaluate(
     'num_params': int(num_params),
     'input_shape': list(data.image_shape),
     'eval': eval_metrics,
+    **({'extra_eval': extra_metrics} if extra_metrics else {}),
     'wall_time_s': wall_time_s,
     'restarts': restarts,
   }
