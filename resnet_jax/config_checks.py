@@ -40,6 +40,12 @@ RANGES = {
   'lars_eps': (0, math.inf, True),
   'weight_decay': (0, math.inf, True),
   'label_smoothing': (0, 1, True),
+  'randaugment_layers': (0, math.inf, True),
+  'randaugment_magnitude': (0, 30, True),
+  'random_erasing': (0, 1, True),
+  'mixup_alpha': (0, math.inf, True),
+  'cutmix_alpha': (0, math.inf, True),
+  'mixup_switch_prob': (0, 1, True),
   'log_every_steps': (1, math.inf, True),
   'eval_every_steps': (0, math.inf, True),
   'checkpoint_every_steps': (1, math.inf, True),
@@ -66,6 +72,12 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
       wrong.append(f'config.{field}={value!r} must be {_describe(low, high, low_allowed)}')
   if config.num_classes == 1:
     wrong.append("config.num_classes=1 must be at least 2, or 0 for the dataset's number")
+  if config.randaugment_layers and config.trivial_augment:
+    wrong.append(
+      'config.randaugment_layers and config.trivial_augment both choose the per-image policy '
+      '(a recipe uses one: RandAugment in ResNet strikes back, TrivialAugmentWide in '
+      "torchvision's): set randaugment_layers=0 or trivial_augment=False"
+    )
   if config.num_train_steps <= 0 and config.num_epochs <= 0:
     wrong.append('config.num_train_steps or config.num_epochs must be positive')
   if wrong:
