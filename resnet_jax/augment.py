@@ -167,7 +167,8 @@ def _autocontrast(image: tf.Tensor) -> tf.Tensor:
   low = tf.reduce_min(pixels, axis=(0, 1))
   high = tf.reduce_max(pixels, axis=(0, 1))
   constant = high == low
-  scale = tf.where(constant, 1.0, 255.0 / tf.where(constant, 1.0, high - low))
+  # 255 times the reciprocal, as torch divides a number by a tensor (254 instead of 255 else).
+  scale = tf.where(constant, 1.0, 255.0 * tf.math.reciprocal(tf.where(constant, 1.0, high - low)))
   low = tf.where(constant, 0.0, low)
   return tf.cast(tf.clip_by_value((pixels - low) * scale, 0.0, 255.0), tf.uint8)
 
@@ -191,6 +192,7 @@ def _equalize(image: tf.Tensor) -> tf.Tensor:
 
 def apply_op(image: tf.Tensor, index: tf.Tensor, magnitude: tf.Tensor) -> tf.Tensor:
   """Operation OPS[index] with its (signed) magnitude, on a uint8 (H, W, C) image, C 1 or 3."""
+  image = tf.convert_to_tensor(image)
   magnitude = tf.cast(magnitude, tf.float32)
   factor = 1.0 + tf.cast(magnitude, tf.float64)
   rgb = image.shape[-1] == 3
