@@ -1,12 +1,12 @@
 """Images/s of the training preprocessing with and without each augmentation option.
 
-    python -m benchmarks.augment_rate --seconds=3 --rounds=3
+    python -m benchmarks.augment_rate
 
 The training preprocess of `input_pipeline` (crop, flip, the options, normalisation) on
 synthetic examples as `benchmarks.throughput` makes them (a CIFAR-size uint8 image; a 500x375
 JPEG cropped to --image_size), batched by --batch. The variants take turns, --seconds each,
-for --rounds rounds, so that all see the same machine; the median rate of each is printed as a
-Markdown table.
+for --rounds rounds, so that all see the same machine; the medians of each (images/s and the CPU
+time of the process per image) are printed as a Markdown table.
 """
 
 import statistics
@@ -19,8 +19,8 @@ from absl import app, flags
 from resnet_jax import augment, input_pipeline
 
 flags.DEFINE_integer('image_size', 224, 'Side of the ImageNet-like training crops.')
-flags.DEFINE_integer('batch', 128, 'Batch size.')
-flags.DEFINE_float('seconds', 3.0, 'Seconds per measurement.')
+flags.DEFINE_integer('batch', 32, 'Batch size.')
+flags.DEFINE_float('seconds', 4.0, 'Seconds per measurement.')
 flags.DEFINE_integer('rounds', 3, 'Measurements per variant (median reported).')
 FLAGS = flags.FLAGS
 
@@ -61,31 +61,38 @@ def batches(dataset: str, size: int, image: tf.Tensor, policy: augment.Policy):
   return iterator
 
 
-def rate(iterator) -> float:
-  """Images/s over --seconds, after a second that empties what the pipeline had buffered while
-  the other variants ran (this loop consumes faster than any variant produces)."""
+def rate(iterator) -> tuple[float, float]:
+  """(Images/s, CPU ms per image of this process) over --seconds, after a second that empties
+  what the pipeline had buffered while the other variants ran (this loop consumes faster than
+  any variant produces). On a shared machine the CPU time is the steadier of the two."""
   start = time.perf_counter()
   while time.perf_counter() - start < 1.0:
     next(iterator)
-  count, start = 0, time.perf_counter()
+  count, start, cpu = 0, time.perf_counter(), time.process_time()
   while time.perf_counter() - start < FLAGS.seconds:
     count += next(iterator)['image'].shape[0]
-  return count / (time.perf_counter() - start)
+  return count / (time.perf_counter() - start), 1e3 * (time.process_time() - cpu) / count
 
 
 def main(argv):
   del argv
-  lines = ['| dataset | px | variant | images/s | relative |', '|---|---|---|---|---|']
+  lines = [
+    '| dataset | px | variant | images/s | relative | CPU ms / image | relative |',
+    '|---|---|---|---|---|---|---|',
+  ]
   for dataset, (size, image) in examples().items():
     iterators = {name: batches(dataset, size, image, p) for name, p in VARIANTS.items()}
     rates = {name: [] for name in VARIANTS}
     for _ in range(FLAGS.rounds):
       for name, iterator in iterators.items():
         rates[name].append(rate(iterator))
-    base = statistics.median(rates['crop + flip'])
-    for name, values in rates.items():
-      median = statistics.median(values)
-      lines.append(f'| {dataset} | {size} | {name} | {median:,.0f} | {median / base:.2f} |')
+    medians = {k: [statistics.median(x) for x in zip(*v, strict=True)] for k, v in rates.items()}
+    base_rate, base_cpu = medians['crop + flip']
+    for name, (images_per_s, cpu_ms) in medians.items():
+      lines.append(
+        f'| {dataset} | {size} | {name} | {images_per_s:,.0f} | {images_per_s / base_rate:.2f} '
+        f'| {cpu_ms:.3f} | {cpu_ms / base_cpu:.2f} |'
+      )
   print('\n'.join(lines))
 
 
