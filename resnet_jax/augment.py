@@ -226,7 +226,7 @@ def _tables(wide: bool, height: int, width: int) -> tuple[tf.Tensor, tf.Tensor]:
   return tf.constant(table), tf.constant([op in SIGNED for op in OPS])
 
 
-def _random_op(image, seed, bin_index, wide):
+def _random_op(image: tf.Tensor, seed: tf.Tensor, bin_index, wide: bool) -> tf.Tensor:
   """One operation drawn uniformly, at magnitude bin `bin_index`, its sign drawn if signed."""
   op_seed, sign_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   height, width = image.shape[0], image.shape[1]
@@ -272,10 +272,10 @@ def apply(image: tf.Tensor, seed: tf.Tensor, policy: Policy, mean: tuple[float, 
     bin_seed, op_seed = tf.unstack(tf.random.experimental.stateless_split(policy_seed, 2))
     bin_index = tf.random.stateless_uniform([], bin_seed, 0, NUM_BINS, tf.int32)
     image = _random_op(image, op_seed, bin_index, wide=True)
-  for layer_seed in tf.unstack(
-    tf.random.experimental.stateless_split(policy_seed, policy.randaugment_layers)
-  ):
-    image = _random_op(image, layer_seed, policy.randaugment_magnitude, wide=False)
+  if policy.randaugment_layers:
+    layer_seeds = tf.random.experimental.stateless_split(policy_seed, policy.randaugment_layers)
+    for layer_seed in tf.unstack(layer_seeds):
+      image = _random_op(image, layer_seed, policy.randaugment_magnitude, wide=False)
   if policy.random_erasing:
     fill = tf.constant(np.round(mean), tf.float32)
     image = erase(image, erase_seed, policy.random_erasing, fill)
