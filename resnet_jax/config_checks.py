@@ -72,7 +72,7 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
       wrong.append(f'config.{field}={value!r} must be {_describe(low, high, low_allowed)}')
   if config.num_classes == 1:
     wrong.append("config.num_classes=1 must be at least 2, or 0 for the dataset's number")
-  if config.randaugment_layers and config.trivial_augment:
+  if config.get('randaugment_layers') and config.get('trivial_augment'):
     wrong.append(
       'config.randaugment_layers and config.trivial_augment both choose the per-image policy '
       '(a recipe uses one: RandAugment in ResNet strikes back, TrivialAugmentWide in '
