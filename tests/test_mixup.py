@@ -161,3 +161,17 @@ def test_top1_of_mixed_batches_counts_the_images_own_labels():
     key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), 0), 1)
     ratios.append(float(mixup.mix(batch['image'], key, mixup.Mix(1.0))[1]))
   assert min(ratios) < 0.5 < max(ratios)
+
+
+@pytest.mark.slow
+def test_mixing_on_eight_devices_equals_one_device(tmp_path):
+  """The pairs span devices (image i with image N - 1 - i); the draws are the same anywhere."""
+  import eight_devices
+
+  runs = eight_devices.run('train_mixed', tmp_path / 'runs.npz')
+  names = sorted(k.split('/', 1)[1] for k in runs if k.startswith('1/'))
+  assert len(names) > 20
+  for name in names:
+    np.testing.assert_allclose(runs[f'1/{name}'], runs[f'8/{name}'], rtol=2e-5, atol=2e-6)
+  losses = [float(runs[f'8/loss{i}']) for i in range(3)]
+  assert len(set(losses)) == 3
