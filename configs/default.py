@@ -67,6 +67,28 @@ def get_config() -> ml_collections.ConfigDict:
   config.augmentation = ''
   # False turns off the random mirroring of training images (the digits are never mirrored).
   config.flip = True
+  # RandAugment (Cubuk et al. 2020) as torchvision's `RandAugment`: this many operations per
+  # training image, each drawn from its 14 (identity, shears, translations, rotation, brightness,
+  # colour, contrast, sharpness, posterize, solarize, autocontrast, equalize) and applied at bin
+  # `randaugment_magnitude` of 0-30 (torchvision's defaults: 2 and 9), its sign drawn. 0: off.
+  config.randaugment_layers = 0
+  config.randaugment_magnitude = 9
+  # TrivialAugmentWide (Muller & Hutter 2021) as torchvision's: one of the same 14 operations per
+  # image at a random bin of its wider ranges (torchvision's ResNet-50 V2 recipe). Excludes
+  # RandAugment.
+  config.trivial_augment = False
+  # Random erasing (Zhong et al. 2020) as torchvision's `RandomErasing`: with this probability a
+  # rectangle of 2-33% of the image, aspect ratio 0.3-3.3, is set to the mean colour (0 after
+  # normalisation). Applied after the crop, flip and the policy above. 0: off.
+  config.random_erasing = 0.0
+  # Mixup (Zhang et al. 2018) and CutMix (Yun et al. 2019) of each training batch on the device,
+  # one ratio per batch drawn from Beta(alpha, alpha), each image mixed with the image at the
+  # mirrored position and the targets in the same proportion (top-1 is still counted against
+  # the image's own label). 0: off. With both on, a batch is CutMix with probability
+  # `mixup_switch_prob`, else mixup (timm's Mixup).
+  config.mixup_alpha = 0.0
+  config.cutmix_alpha = 0.0
+  config.mixup_switch_prob = 0.5
   # Global batch size (summed over all devices and hosts), images per step.
   config.batch_size = 128
   # Images per BatchNorm statistics group in training: each run of this many consecutive images
@@ -173,6 +195,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay_bn_and_bias = True
   # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
+  # Training loss: 'softmax_xent' (softmax cross-entropy, the papers') or 'sigmoid_xent' (binary
+  # cross-entropy of each class's sigmoid against the one-hot, smoothed or mixed targets, averaged
+  # over classes and images: timm's BinaryCrossEntropy as "ResNet strikes back" trains).
+  config.loss = 'softmax_xent'
 
   # --- Bookkeeping ---------------------------------------------------------------------------
   # Name of the recipe a config file sets (e.g. 'torchvision_v2'), recorded with the run; a

@@ -147,6 +147,10 @@ RANGES = {
   'fake_eval_batches': (1, math.inf, True),
   'shuffle_buffer_size': (1, math.inf, True),
   'prefetch': (0, math.inf, True),
+  # The per-image policies of `resnet_jax.augment`.
+  'randaugment_layers': (0, math.inf, True),
+  'randaugment_magnitude': (0, 30, True),
+  'random_erasing': (0, 1, True),
 }
 
 
@@ -160,6 +164,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
   check_name(config)
   check_choice('config.augmentation', config.augmentation, ('', *get_args(Augmentation)))
   check_choice('config.crop_sampler', config.crop_sampler, CROP_SAMPLERS)
+  if config.randaugment_layers and config.trivial_augment:
+    raise errors.ConfigError(
+      'config.randaugment_layers and config.trivial_augment both choose the per-image policy '
+      '(a recipe uses one: RandAugment in ResNet strikes back, TrivialAugmentWide in '
+      "torchvision's): set randaugment_layers=0 or trivial_augment=False."
+    )
   eval_images(config)
 
 

@@ -24,6 +24,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from resnet_jax import (
+  augment,
   digits_dataset,  # noqa: F401  (registers the 'digits' TFDS builder)
   errors,
   image_folder,
@@ -357,7 +358,9 @@ def _resize_center_crop(image: tf.Tensor, eval_image: EvalImage, encoded: bool =
   return tf.ensure_shape(resized, [crop, crop, 3 if encoded else image.shape[-1]])
 
 
-def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callable:
+def _train_preprocess(
+  spec: DatasetSpec, size: int, crop_sampler: str, policy: augment.Policy = augment.NONE
+) -> Callable:
   check_choice('config.crop_sampler', crop_sampler, CROP_SAMPLERS)
 
   @_not_converted
@@ -373,7 +376,11 @@ def _train_preprocess(spec: DatasetSpec, size: int, crop_sampler: str) -> Callab
       image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=crop_seed)
     if spec.flip:
       image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-    return {'image': _to_uint8(image), 'label': tf.cast(example['label'], tf.int32)}
+    image = _to_uint8(image)
+    if policy.active:  # Its own draws: the crop and flip stay those of a run without it.
+      augment_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+      image = augment.apply(image, augment_seed, policy, spec.mean)
+    return {'image': image, 'label': tf.cast(example['label'], tf.int32)}
 
   return preprocess
 
@@ -523,7 +530,9 @@ def _global_order_batches(builder, config, host_batch_size, start_step):
   epoch_length = steps_per_epoch * global_batch
   epoch, offset = divmod(start_step, steps_per_epoch)
   cached = _read(builder, config.train_split, spec).cache()
-  preprocess = _train_preprocess(spec, config.image_size, config.crop_sampler)
+  preprocess = _train_preprocess(
+    spec, config.image_size, config.crop_sampler, augment.policy(config)
+  )
   process = jax.process_index()
   while True:
     first_epoch = epoch
@@ -556,7 +565,9 @@ def _per_process_batches(builder, config, host_batch_size, start_step):
   num_examples = builder.info.splits[config.train_split].num_examples // jax.process_count()
   steps_per_epoch = _check_epoch(num_examples, host_batch_size, 'per-process')
   epoch, offset = divmod(start_step, steps_per_epoch)
-  preprocess = _train_preprocess(spec, config.image_size, config.crop_sampler)
+  preprocess = _train_preprocess(
+    spec, config.image_size, config.crop_sampler, augment.policy(config)
+  )
   while True:
     epoch_seed = _epoch_seed(config.seed, epoch, jax.process_index())
     ds = shard(_read(builder, split, spec, file_seed=epoch_seed)).take(num_examples)

@@ -41,6 +41,7 @@ from resnet_jax import (
   extra_eval,
   finetune,
   metric_logging,
+  mixup,
   models,
   normalize,
   optim,
@@ -121,9 +122,22 @@ def create_train_state(
   return init(rng)
 
 
-def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float) -> jax.Array:
+# `config.loss`: softmax cross-entropy, or binary cross-entropy of each class's sigmoid (timm's
+# BinaryCrossEntropy, as "ResNet strikes back" trains: the mean over classes and examples).
+LOSSES = ('softmax_xent', 'sigmoid_xent')
+
+
+def cross_entropy(
+  logits: jax.Array, targets: jax.Array, label_smoothing: float, loss: str = 'softmax_xent'
+) -> jax.Array:
+  """Per-example loss against integer labels or soft targets (N, classes), both smoothed to
+  (1 - label_smoothing) * target + label_smoothing / classes."""
   num_classes = logits.shape[-1]
-  targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+  if targets.ndim < logits.ndim:
+    targets = jax.nn.one_hot(targets, num_classes)
+  targets = optax.smooth_labels(targets, label_smoothing)
+  if loss == 'sigmoid_xent':
+    return optax.sigmoid_binary_cross_entropy(logits.astype(jnp.float32), targets).mean(-1)
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
@@ -134,20 +148,27 @@ def train_step(
   learning_rate: jax.Array,
   label_smoothing: float,
   normalization: normalize.Normalization | None = None,
+  loss_name: str = 'softmax_xent',
+  mix: mixup.Mix = mixup.NONE,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One update at `learning_rate`, a float32 scalar from the host's schedule table."""
-  batch = {**batch, 'image': normalize.images(batch['image'], normalization)}
+  """One update at `learning_rate`, a float32 scalar from the host's schedule table. With
+  `mix` the images (normalised) and targets are mixed, keyed by seed and step; top-1 counts the
+  labels."""
   rng = jax.random.fold_in(dropout_rng, state.step)
+  images, labels = normalize.images(batch['image'], normalization), batch['label']
+  if mix.active:
+    images, ratio = mixup.mix(images, jax.random.fold_in(rng, 1), mix)
 
   def loss_fn(params):
     logits, new_model_state = state.apply_fn(
       {'params': params, 'batch_stats': state.batch_stats},
-      batch['image'],
+      images,
       train=True,
       mutable=['batch_stats'],
       rngs={'dropout': rng},
     )
-    loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
+    targets = mixup.targets(labels, ratio, logits.shape[-1]) if mix.active else labels
+    loss = cross_entropy(logits, targets, label_smoothing, loss_name).mean()
     return loss, (logits, new_model_state)
 
   (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -179,7 +200,11 @@ def jit_train_step(
   """
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   step = functools.partial(
-    train_step, label_smoothing=config.label_smoothing, normalization=normalization
+    train_step,
+    label_smoothing=config.label_smoothing,
+    normalization=normalization,
+    loss_name=config.loss,
+    mix=mixup.from_config(config),
   )
   return jax.jit(
     step,
@@ -347,6 +372,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   extra_eval.entries(config)
   optim.validate(config)
   finetune.validate(config)
+  mixup.validate(config)
+  check_choice('config.loss', config.loss, LOSSES)
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   check_bn_group_size(config)

@@ -57,6 +57,32 @@ def train_runs() -> dict[str, np.ndarray]:
   return out
 
 
+def mixed_train_runs() -> dict[str, np.ndarray]:
+  """Three train steps with mixup or CutMix (a draw per step) and the sigmoid loss, on 32
+  images: parameters and each step's loss."""
+  config = quickstart.get_config()
+  config.mixup_alpha, config.cutmix_alpha, config.loss = 0.2, 1.0, 'sigmoid_xent'
+  rng = np.random.default_rng(0)
+  batch = {
+    'image': rng.standard_normal((32, 8, 8, 1), dtype=np.float32),
+    'label': rng.integers(0, 10, 32).astype(np.int32),
+  }
+  model, tx = train.create_model(config), optim.create_optimizer(config)
+  out = {}
+  for n, mesh in _meshes().items():
+    replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+    state = train.create_train_state(model, tx, jax.random.key(0), (1, 8, 8, 1), replicated)
+    step = train.jit_train_step(config, mesh)
+    for i in range(3):
+      state, metrics = step(
+        state, jax.device_put(batch, sharded), jax.random.key(1), np.float32(0.1)
+      )
+      out[f'{n}/loss{i}'] = np.asarray(metrics['loss'])
+    for name, value in traverse_util.flatten_dict(jax.device_get(state.params), sep='/').items():
+      out[f'{n}/params/{name}'] = np.asarray(value)
+  return out
+
+
 def evaluate_runs() -> dict[str, np.ndarray]:
   """One evaluation batch of 32 images, 5 of them padding, under each protocol."""
   config = quickstart.get_config()
@@ -90,7 +116,8 @@ def evaluate_runs() -> dict[str, np.ndarray]:
 
 
 def run(what: str, out: pathlib.Path) -> dict[str, np.ndarray]:
-  """The arrays of `train_runs` or `evaluate_runs` ('train', 'evaluate'), run on eight devices."""
+  """The arrays of `train_runs`, `mixed_train_runs` or `evaluate_runs` ('train', 'train_mixed',
+  'evaluate'), run on eight devices."""
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=8')
   repo = pathlib.Path(__file__).parent.parent
   command = [sys.executable, '-m', 'tests.eight_devices', what, str(out)]
@@ -101,5 +128,6 @@ def run(what: str, out: pathlib.Path) -> dict[str, np.ndarray]:
 
 if __name__ == '__main__':
   assert jax.device_count() == 8, 'set XLA_FLAGS=--xla_force_host_platform_device_count=8'
-  runs = {'train': train_runs, 'evaluate': evaluate_runs}[sys.argv[1]]()
+  runs = {'train': train_runs, 'train_mixed': mixed_train_runs, 'evaluate': evaluate_runs}
+  runs = runs[sys.argv[1]]()
   np.savez(sys.argv[2], **runs)
