@@ -116,7 +116,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Optimisation --------------------------------------------------------------------------
   # 'sgd' (momentum SGD as in PyTorch, all three papers' optimizer), 'lars' (optax.lars, You et
-  # al. 2017, for batches of 8k and more) or 'adamw' (optax.adamw).
+  # al. 2017, for batches of 8k and more), 'adamw' (optax.adamw) or 'lamb' (optax.lamb, You et
+  # al. 2019, with a trust ratio per layer as 'lars'; "ResNet strikes back" A2/A3).
   config.optimizer = 'sgd'
   # Momentum of 'sgd' and 'lars', and Nesterov's form.
   config.momentum = 0.9
@@ -125,7 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
   # inside stacked runs of blocks).
   config.lars_trust_coefficient = 0.001
   config.lars_eps = 0.0
-  # AdamW: decay rates of the first and second moment estimates.
+  # AdamW and LAMB: decay rates of the first and second moment estimates.
   config.adam_b1 = 0.9
   config.adam_b2 = 0.999
   # Peak learning rate. If `lr_base_batch_size` > 0 it is scaled linearly:
@@ -153,11 +154,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.warmup_constant_steps = 0
   config.warmup_constant_lr = 0.01
   # Weight decay. 'sgd' and 'lars' add weight_decay * w to the gradient (PyTorch SGD's
-  # weight_decay, the papers' recipe); 'adamw' decouples it from the gradient.
+  # weight_decay, the papers' recipe); 'adamw' and 'lamb' decouple it from the gradient.
   config.weight_decay = 1e-4
   # Whether weight decay also applies to BatchNorm scales and biases and to layer biases, as
-  # in the papers. False leaves them out, and with 'lars' also out of the trust ratio (Goyal et
-  # al. 2017, the MLPerf LARS recipe).
+  # in the papers. False leaves them out, and with 'lars' and 'lamb' also out of the trust
+  # ratio (Goyal et al. 2017, the MLPerf LARS recipe).
   config.weight_decay_bn_and_bias = True
   # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
