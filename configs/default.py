@@ -20,6 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Any option of the chosen model can be given, `--config.model_kwargs.dropout_rate=0.2`;
   # one it does not take is an error that lists those it does (`models.model_options`).
   config.model_kwargs = ml_collections.ConfigDict()
+  # Stochastic depth (Huang et al. 2016): in training, the residual branch of block l of the
+  # network's L blocks is dropped, for each image separately, with probability
+  # l / L * stochastic_depth_rate (the last block's rate is this), and scaled by 1 / (1 - that)
+  # where kept; evaluation uses every block as it is. Where the drop sits in each family's
+  # blocks: `resnet_jax.models.blocks.ResidualBlock.drop_path`. 0: off.
+  config.stochastic_depth_rate = 0.0
   # Compute dtype of convolutions and dense layers: 'float32', 'bfloat16', or 'auto' (bfloat16
   # on GPU/TPU, float32 on CPU). Parameters, BatchNorm statistics, softmax and loss always
   # stay in float32.
@@ -69,6 +75,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.flip = True
   # Global batch size (summed over all devices and hosts), images per step.
   config.batch_size = 128
+  # Gradient accumulation: each optimizer step averages the gradients of this many micro-batches
+  # of batch_size / grad_accum_steps images, run one after another on the same devices, so that
+  # a recipe's global batch fits on fewer of them. Step counts, the learning-rate schedule and
+  # checkpoints count optimizer steps. BatchNorm normalises each micro-batch by its own
+  # statistics and updates its running statistics once per micro-batch. 1: off.
+  config.grad_accum_steps = 1
   # Images per BatchNorm statistics group in training: each run of this many consecutive images
   # of a device's share of the batch is normalised by its own statistics, as data-parallel
   # training without synchronised BatchNorm does on each GPU (He 2015's CIFAR runs: 128 images
@@ -162,6 +174,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay_bn_and_bias = True
   # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
+  # Exponential moving average of the weights (parameters and BatchNorm statistics), evaluated
+  # beside them at every evaluation (metrics `ema_eval_*`, `ema_eval` in summary.json): from a
+  # copy of the initial weights, every `ema_every_steps` optimizer steps
+  # ema = ema_decay * ema + (1 - ema_decay) * weights. 0: off.
+  config.ema_decay = 0.0
+  config.ema_every_steps = 1
 
   # --- Bookkeeping ---------------------------------------------------------------------------
   # Seed of parameter initialisation, data order, augmentation and dropout.

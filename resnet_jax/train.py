@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,9 +36,11 @@ from resnet_jax import (
   cluster,
   config_checks,
   diagnosis,
+  ema,
   errors,
   evaluation,
   finetune,
+  grad_accum,
   metric_logging,
   models,
   optim,
@@ -49,6 +52,8 @@ from resnet_jax import workdir as run_workdir
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
+  # The moving average of params and batch_stats (`resnet_jax.ema`); empty when off.
+  ema: Any = flax.struct.field(default_factory=dict)
 
 
 class NonFiniteLossError(errors.Error, FloatingPointError):
@@ -87,15 +92,18 @@ def create_train_state(
   rng: jax.Array,
   input_shape: tuple[int, ...],
   sharding: NamedSharding,
+  ema_decay: float = 0.0,
 ) -> TrainState:
   @functools.partial(jax.jit, out_shardings=sharding)
   def init(rng):
     variables = model.init({'params': rng}, jnp.zeros(input_shape, jnp.float32), train=False)
+    batch_stats = variables.get('batch_stats', {})
     return TrainState.create(
       apply_fn=model.apply,
       params=variables['params'],
-      batch_stats=variables.get('batch_stats', {}),
+      batch_stats=batch_stats,
       tx=tx,
+      ema=ema.init(variables['params'], batch_stats, ema_decay),
     )
 
   return init(rng)
@@ -113,13 +121,18 @@ def train_step(
   dropout_rng: jax.Array,
   learning_rate: jax.Array,
   label_smoothing: float,
+  grad_accum_steps: int = 1,
+  ema_decay: float = 0.0,
+  ema_every_steps: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One update at `learning_rate`, a float32 scalar from the host's schedule table."""
+  """One update at `learning_rate`, a float32 scalar from the host's schedule table, from the
+  mean gradient of `grad_accum_steps` micro-batches (`resnet_jax.grad_accum`); then the moving
+  average of the weights, if the state keeps one (`resnet_jax.ema`)."""
   rng = jax.random.fold_in(dropout_rng, state.step)
 
-  def loss_fn(params):
+  def loss_fn(params, batch_stats, batch, rng):
     logits, new_model_state = state.apply_fn(
-      {'params': params, 'batch_stats': state.batch_stats},
+      {'params': params, 'batch_stats': batch_stats},
       batch['image'],
       train=True,
       mutable=['batch_stats'],
@@ -128,7 +141,9 @@ def train_step(
     loss = cross_entropy(logits, batch['label'], label_smoothing).mean()
     return loss, (logits, new_model_state)
 
-  (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, new_model_state)), grads = grad_accum.value_and_grad(
+    loss_fn, state.params, state.batch_stats, batch, rng, grad_accum_steps
+  )
   metrics = {
     'loss': loss,
     'top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
@@ -137,7 +152,10 @@ def train_step(
   }
   state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, learning_rate))
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
-  return state, metrics
+  average = ema.update(
+    state.ema, state.params, state.batch_stats, state.step, ema_decay, ema_every_steps
+  )
+  return state.replace(ema=average), metrics
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -151,8 +169,15 @@ def jit_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh) -
   float32 scalar, an entry of `optim.learning_rate_table`, so every call has the same signature.
   """
   replicated, data = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  step = functools.partial(
+    train_step,
+    label_smoothing=config.label_smoothing,
+    grad_accum_steps=config.grad_accum_steps,
+    ema_decay=config.ema_decay,
+    ema_every_steps=config.ema_every_steps,
+  )
   return jax.jit(
-    functools.partial(train_step, label_smoothing=config.label_smoothing),
+    step,
     in_shardings=(replicated, data, replicated, replicated),
     out_shardings=(replicated, replicated),
     donate_argnums=0,
@@ -348,6 +373,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   check_bn_group_size(config)
+  grad_accum.check(config)
+  ema.check(config)
   data_lib.check_dataset_name(config)
   data_lib.eval_images(config)
 
@@ -435,7 +462,12 @@ def _train_and_evaluate(
   init_rng = jax.random.key(config.seed, impl='rbg')
   dropout_rng = jax.random.key(config.seed)
   state = create_train_state(
-    model, finetune.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
+    model,
+    finetune.create_optimizer(config),
+    init_rng,
+    (1, *data.image_shape),
+    replicated,
+    config.ema_decay,
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -455,6 +487,8 @@ def _train_and_evaluate(
     logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
     state = finetune.restore_pretrained(state, config.init_from, restore_pretrained)
+    # The average starts from the loaded weights.
+    state = state.replace(ema=ema.init(state.params, state.batch_stats, config.ema_decay))
   start_step = int(state.step)
   if start_step > total_steps and not config.eval_only:
     raise errors.ConfigError(
@@ -476,11 +510,23 @@ def _train_and_evaluate(
   evaluated = []
 
   def run_eval(step):
+    """{'eval': metrics} of the weights, and 'ema_eval' of their average if the run keeps one."""
     with _compiling('eval step (first evaluation)', not evaluated):
-      metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
+      results = {'eval': evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)}
+      if state.ema:
+        averaged = ema.averaged(state)
+        results['ema_eval'] = evaluation.evaluate(averaged, eval_step_fn, eval_data, data_sharding)
     evaluated.append(step)
-    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
-    return metrics
+    writer.write_scalars(
+      step,
+      {
+        f'{name}_{k}': v
+        for name, metrics in results.items()
+        for k, v in metrics.items()
+        if k != 'count'
+      },
+    )
+    return results
 
   def save(step, force, window):
     # The previous save may still be writing in the background: its bytes are not yet missing
@@ -554,7 +600,7 @@ def _train_and_evaluate(
     'num_train_steps': total_steps,
     'num_params': int(num_params),
     'input_shape': list(data.image_shape),
-    'eval': eval_metrics,
+    **eval_metrics,
     'wall_time_s': wall_time_s,
     'restarts': restarts,
   }
