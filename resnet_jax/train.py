@@ -82,6 +82,7 @@ def create_model(config: ml_collections.ConfigDict) -> nn.Module:
     num_classes=data_lib.known_num_classes(config),
     dtype=compute_dtype(config),
     bn_group_size=config.bn_group_size,
+    stochastic_depth_rate=config.stochastic_depth_rate,
     **config.model_kwargs.to_dict(),
   )
 
