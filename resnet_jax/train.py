@@ -77,13 +77,15 @@ def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
 
 
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+  options = config.model_kwargs.to_dict()
+  if config.stochastic_depth_rate:  # Also a model option: `model_kwargs` may set it instead.
+    options['stochastic_depth_rate'] = config.stochastic_depth_rate
   return models.create_model(
     model_name(config),
     num_classes=data_lib.known_num_classes(config),
     dtype=compute_dtype(config),
     bn_group_size=config.bn_group_size,
-    stochastic_depth_rate=config.stochastic_depth_rate,
-    **config.model_kwargs.to_dict(),
+    **options,
   )
 
 
