@@ -20,6 +20,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Any option of the chosen model can be given, `--config.model_kwargs.dropout_rate=0.2`;
   # one it does not take is an error that lists those it does (`models.model_options`).
   config.model_kwargs = ml_collections.ConfigDict()
+  # Stochastic depth (Huang et al. 2016): in training, the residual branch of block l of the
+  # network's L blocks is dropped, for each image separately, with probability
+  # l / L * stochastic_depth_rate (the last block's rate is this), and scaled by 1 / (1 - that)
+  # where kept; evaluation uses every block as it is. Where the drop sits in each family's
+  # blocks: `resnet_jax.models.blocks.ResidualBlock.drop_path`. 0: off.
+  config.stochastic_depth_rate = 0.0
   # Compute dtype of convolutions and dense layers: 'float32', 'bfloat16', or 'auto' (bfloat16
   # on GPU/TPU, float32 on CPU). Parameters, BatchNorm statistics, softmax and loss always
   # stay in float32.
@@ -91,6 +97,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.mixup_switch_prob = 0.5
   # Global batch size (summed over all devices and hosts), images per step.
   config.batch_size = 128
+  # Gradient accumulation: each optimizer step averages the gradients of this many micro-batches
+  # of batch_size / grad_accum_steps images, run one after another on the same devices, so that
+  # a recipe's global batch fits on fewer of them. Step counts, the learning-rate schedule and
+  # checkpoints count optimizer steps. BatchNorm normalises each micro-batch by its own
+  # statistics and updates its running statistics once per micro-batch. 1: off.
+  config.grad_accum_steps = 1
   # Images per BatchNorm statistics group in training: each run of this many consecutive images
   # of a device's share of the batch is normalised by its own statistics, as data-parallel
   # training without synchronised BatchNorm does on each GPU (He 2015's CIFAR runs: 128 images
@@ -150,7 +162,8 @@ def get_config() -> ml_collections.ConfigDict:
 
   # --- Optimisation --------------------------------------------------------------------------
   # 'sgd' (momentum SGD as in PyTorch, all three papers' optimizer), 'lars' (optax.lars, You et
-  # al. 2017, for batches of 8k and more) or 'adamw' (optax.adamw).
+  # al. 2017, for batches of 8k and more), 'adamw' (optax.adamw) or 'lamb' (optax.lamb, You et
+  # al. 2019, with a trust ratio per layer as 'lars'; "ResNet strikes back" A2/A3).
   config.optimizer = 'sgd'
   # Momentum of 'sgd' and 'lars', and Nesterov's form.
   config.momentum = 0.9
@@ -159,7 +172,7 @@ def get_config() -> ml_collections.ConfigDict:
   # inside stacked runs of blocks).
   config.lars_trust_coefficient = 0.001
   config.lars_eps = 0.0
-  # AdamW: decay rates of the first and second moment estimates.
+  # AdamW and LAMB: decay rates of the first and second moment estimates.
   config.adam_b1 = 0.9
   config.adam_b2 = 0.999
   # Peak learning rate. If `lr_base_batch_size` > 0 it is scaled linearly:
@@ -187,11 +200,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.warmup_constant_steps = 0
   config.warmup_constant_lr = 0.01
   # Weight decay. 'sgd' and 'lars' add weight_decay * w to the gradient (PyTorch SGD's
-  # weight_decay, the papers' recipe); 'adamw' decouples it from the gradient.
+  # weight_decay, the papers' recipe); 'adamw' and 'lamb' decouple it from the gradient.
   config.weight_decay = 1e-4
   # Whether weight decay also applies to BatchNorm scales and biases and to layer biases, as
-  # in the papers. False leaves them out, and with 'lars' also out of the trust ratio (Goyal et
-  # al. 2017, the MLPerf LARS recipe).
+  # in the papers. False leaves them out, and with 'lars' and 'lamb' also out of the trust
+  # ratio (Goyal et al. 2017, the MLPerf LARS recipe).
   config.weight_decay_bn_and_bias = True
   # Label smoothing of the training loss (0: none, as in the papers).
   config.label_smoothing = 0.0
@@ -199,6 +212,12 @@ def get_config() -> ml_collections.ConfigDict:
   # cross-entropy of each class's sigmoid against the one-hot, smoothed or mixed targets, averaged
   # over classes and images: timm's BinaryCrossEntropy as "ResNet strikes back" trains).
   config.loss = 'softmax_xent'
+  # Exponential moving average of the weights (parameters and BatchNorm statistics), evaluated
+  # beside them at every evaluation (metrics `ema_eval_*`, `ema_eval` in summary.json): from a
+  # copy of the initial weights, every `ema_every_steps` optimizer steps
+  # ema = ema_decay * ema + (1 - ema_decay) * weights. 0: off.
+  config.ema_decay = 0.0
+  config.ema_every_steps = 1
 
   # --- Bookkeeping ---------------------------------------------------------------------------
   # Name of the recipe a config file sets (e.g. 'torchvision_v2'), recorded with the run; a

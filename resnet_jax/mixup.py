@@ -84,7 +84,15 @@ def mix(images: jax.Array, rng: jax.Array, mix: Mix) -> tuple[jax.Array, jax.Arr
   return mixed.astype(images.dtype), jnp.where(cutmix, outside, ratio)
 
 
-def targets(labels: jax.Array, ratio: jax.Array, num_classes: int) -> jax.Array:
-  """The soft targets (N, num_classes) of images mixed by `mix` with `ratio`."""
-  one_hot = jax.nn.one_hot(labels, num_classes)
-  return ratio * one_hot + (1.0 - ratio) * one_hot[::-1]
+def partners(labels: jax.Array) -> jax.Array:
+  """The label of the image each image of the batch is mixed with by `mix`."""
+  return labels[::-1]
+
+
+def targets(
+  labels: jax.Array, partner_labels: jax.Array, ratio: jax.Array, num_classes: int
+) -> jax.Array:
+  """The soft targets (N, num_classes) of images mixed by `mix` with `ratio`: any subset of a
+  batch (a micro-batch) with its `partners`."""
+  own, partner = jax.nn.one_hot(labels, num_classes), jax.nn.one_hot(partner_labels, num_classes)
+  return ratio * own + (1.0 - ratio) * partner

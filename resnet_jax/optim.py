@@ -18,7 +18,7 @@ import optax
 
 from resnet_jax.config_checks import check_choice, check_ranges
 
-OPTIMIZERS = ('sgd', 'lars', 'adamw')
+OPTIMIZERS = ('sgd', 'lars', 'adamw', 'lamb')
 SCHEDULES = ('step', 'cosine', 'constant', 'polynomial')
 SCHEDULE_UNITS = ('steps', 'epochs')
 
@@ -158,6 +158,10 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
     `weight_decay_bn_and_bias=False` also keep their plain learning rate (no trust ratio), as in
     the MLPerf reference.
   'adamw': optax.adamw, decay decoupled from the gradient and scaled by the learning rate.
+  'lamb': optax.lamb (You et al. 2019, the optimizer of Wightman et al. 2021's "ResNet strikes
+    back" A2 and A3), with per-layer trust ratios inside stacked blocks; as with 'lars',
+    parameters left out of weight decay also keep their plain Adam step (no trust ratio), as
+    timm's Lamb does for its parameters without decay.
   """
   validate(config)
   mask = True if config.weight_decay_bn_and_bias else weight_decay_mask
@@ -176,6 +180,14 @@ def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransfo
         optax.masked(trust_ratio, mask),
         optax.scale_by_learning_rate(learning_rate),
         optax.trace(decay=config.momentum, nesterov=config.nesterov),
+      )
+    if config.optimizer == 'lamb':
+      # optax.lamb's chain (its eps), with the trust ratio |w| / |u| computed per layer.
+      return optax.chain(
+        optax.scale_by_adam(b1=config.adam_b1, b2=config.adam_b2, eps=1e-6),
+        optax.add_decayed_weights(config.weight_decay, mask),
+        optax.masked(scale_by_layer_trust_ratio(1.0, 0.0), mask),
+        optax.scale_by_learning_rate(learning_rate),
       )
     return optax.adamw(
       learning_rate,

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -36,10 +37,12 @@ from resnet_jax import (
   cluster,
   datasets,
   diagnosis,
+  ema,
   errors,
   evaluation,
   extra_eval,
   finetune,
+  grad_accum,
   metric_logging,
   mixup,
   models,
@@ -54,6 +57,8 @@ from resnet_jax.config_checks import check_choice, check_ranges
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
+  # The moving average of params and batch_stats (`resnet_jax.ema`); empty when off.
+  ema: Any = flax.struct.field(default_factory=dict)
 
 
 class NonFiniteLossError(errors.Error, FloatingPointError):
@@ -67,6 +72,7 @@ DTYPES = ('auto', 'float32', 'bfloat16')
 RANGES = {
   'depth': (0, math.inf, True),
   'bn_group_size': (0, math.inf, True),
+  'stochastic_depth_rate': (0, 1, True),
   'num_epochs': (0, math.inf, True),
   'label_smoothing': (0, 1, True),
   'log_every_steps': (1, math.inf, True),
@@ -93,12 +99,15 @@ def compute_dtype(config: ml_collections.ConfigDict) -> jnp.dtype:
 
 
 def create_model(config: ml_collections.ConfigDict) -> nn.Module:
+  options = config.model_kwargs.to_dict()
+  if config.stochastic_depth_rate:  # Also a model option: `model_kwargs` may set it instead.
+    options['stochastic_depth_rate'] = config.stochastic_depth_rate
   return models.create_model(
     model_name(config),
     num_classes=data_lib.known_num_classes(config),
     dtype=compute_dtype(config),
     bn_group_size=config.bn_group_size,
-    **config.model_kwargs.to_dict(),
+    **options,
   )
 
 
@@ -108,15 +117,18 @@ def create_train_state(
   rng: jax.Array,
   input_shape: tuple[int, ...],
   sharding: NamedSharding,
+  ema_decay: float = 0.0,
 ) -> TrainState:
   @functools.partial(jax.jit, out_shardings=sharding)
   def init(rng):
     variables = model.init({'params': rng}, jnp.zeros(input_shape, jnp.float32), train=False)
+    batch_stats = variables.get('batch_stats', {})
     return TrainState.create(
       apply_fn=model.apply,
       params=variables['params'],
-      batch_stats=variables.get('batch_stats', {}),
+      batch_stats=batch_stats,
       tx=tx,
+      ema=ema.init(variables['params'], batch_stats, ema_decay),
     )
 
   return init(rng)
@@ -150,28 +162,39 @@ def train_step(
   normalization: normalize.Normalization | None = None,
   loss_name: str = 'softmax_xent',
   mix: mixup.Mix = mixup.NONE,
+  grad_accum_steps: int = 1,
+  ema_decay: float = 0.0,
+  ema_every_steps: int = 1,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One update at `learning_rate`, a float32 scalar from the host's schedule table. With
-  `mix` the images (normalised) and targets are mixed, keyed by seed and step; top-1 counts the
-  labels."""
+  """One update at `learning_rate`, a float32 scalar from the host's schedule table, from the
+  mean gradient of `grad_accum_steps` micro-batches (`resnet_jax.grad_accum`); then the moving
+  average of the weights, if the state keeps one (`resnet_jax.ema`). With `mix` the normalised
+  images of the whole batch and their targets are mixed first, keyed by seed and step; top-1
+  counts the images' own labels."""
   rng = jax.random.fold_in(dropout_rng, state.step)
-  images, labels = normalize.images(batch['image'], normalization), batch['label']
+  inputs = {'image': normalize.images(batch['image'], normalization), 'label': batch['label']}
   if mix.active:
-    images, ratio = mixup.mix(images, jax.random.fold_in(rng, 1), mix)
+    mix_rng, rng = jax.random.split(rng)
+    inputs['image'], ratio = mixup.mix(inputs['image'], mix_rng, mix)
+    inputs['partner'] = mixup.partners(batch['label'])
 
-  def loss_fn(params):
+  def loss_fn(params, batch_stats, inputs, rng):
     logits, new_model_state = state.apply_fn(
-      {'params': params, 'batch_stats': state.batch_stats},
-      images,
+      {'params': params, 'batch_stats': batch_stats},
+      inputs['image'],
       train=True,
       mutable=['batch_stats'],
       rngs={'dropout': rng},
     )
-    targets = mixup.targets(labels, ratio, logits.shape[-1]) if mix.active else labels
+    targets = inputs['label']
+    if mix.active:
+      targets = mixup.targets(inputs['label'], inputs['partner'], ratio, logits.shape[-1])
     loss = cross_entropy(logits, targets, label_smoothing, loss_name).mean()
     return loss, (logits, new_model_state)
 
-  (loss, (logits, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (logits, new_model_state)), grads = grad_accum.value_and_grad(
+    loss_fn, state.params, state.batch_stats, inputs, rng, grad_accum_steps
+  )
   metrics = {
     'loss': loss,
     'top1': jnp.mean(jnp.argmax(logits, -1) == batch['label']),
@@ -180,7 +203,10 @@ def train_step(
   }
   state = state.replace(opt_state=optim.set_learning_rate(state.opt_state, learning_rate))
   state = state.apply_gradients(grads=grads, batch_stats=new_model_state['batch_stats'])
-  return state, metrics
+  average = ema.update(
+    state.ema, state.params, state.batch_stats, state.step, ema_decay, ema_every_steps
+  )
+  return state.replace(ema=average), metrics
 
 
 def make_mesh() -> jax.sharding.Mesh:
@@ -205,6 +231,9 @@ def jit_train_step(
     normalization=normalization,
     loss_name=config.loss,
     mix=mixup.from_config(config),
+    grad_accum_steps=config.grad_accum_steps,
+    ema_decay=config.ema_decay,
+    ema_every_steps=config.ema_every_steps,
   )
   return jax.jit(
     step,
@@ -377,6 +406,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   check_batch_size(config.batch_size, 'batch_size')
   check_batch_size(config.eval_batch_size, 'eval_batch_size')
   check_bn_group_size(config)
+  grad_accum.check(config)
+  ema.check(config)
 
 
 def _on_process_0(action: Callable[[], None]) -> None:
@@ -463,7 +494,12 @@ def _train_and_evaluate(
   init_rng = jax.random.key(config.seed, impl='rbg')
   dropout_rng = jax.random.key(config.seed)
   state = create_train_state(
-    model, finetune.create_optimizer(config), init_rng, (1, *data.image_shape), replicated
+    model,
+    finetune.create_optimizer(config),
+    init_rng,
+    (1, *data.image_shape),
+    replicated,
+    config.ema_decay,
   )
   num_params = sum(x.size for x in jax.tree.leaves(state.params))
 
@@ -483,6 +519,8 @@ def _train_and_evaluate(
     logging.info('Restored the checkpoint of step %d from %s.', int(state.step), workdir)
   elif config.init_from:
     state = finetune.restore_pretrained(state, config.init_from)
+    # The average starts from the loaded weights.
+    state = state.replace(ema=ema.init(state.params, state.batch_stats, config.ema_decay))
   start_step = int(state.step)
   if start_step > total_steps and not config.eval_only:
     raise errors.ConfigError(
@@ -505,11 +543,23 @@ def _train_and_evaluate(
   evaluated = []
 
   def run_eval(step):
+    """{'eval': metrics} of the weights, and 'ema_eval' of their average if the run keeps one."""
     with _compiling('eval step (first evaluation)', not evaluated):
-      metrics = evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)
+      results = {'eval': evaluation.evaluate(state, eval_step_fn, eval_data, data_sharding)}
+      if state.ema:
+        averaged = ema.averaged(state)
+        results['ema_eval'] = evaluation.evaluate(averaged, eval_step_fn, eval_data, data_sharding)
     evaluated.append(step)
-    writer.write_scalars(step, {f'eval_{k}': v for k, v in metrics.items() if k != 'count'})
-    return metrics
+    writer.write_scalars(
+      step,
+      {
+        f'{name}_{k}': v
+        for name, metrics in results.items()
+        for k, v in metrics.items()
+        if k != 'count'
+      },
+    )
+    return results
 
   def save(step, force, window):
     # The previous save may still be writing in the background: its bytes are not yet missing
@@ -587,7 +637,7 @@ def _train_and_evaluate(
     'num_train_steps': total_steps,
     'num_params': int(num_params),
     'input_shape': list(data.image_shape),
-    'eval': eval_metrics,
+    **eval_metrics,
     **({'extra_eval': extra_metrics} if extra_metrics else {}),
     'wall_time_s': wall_time_s,
     'restarts': restarts,

@@ -69,7 +69,7 @@ def test_switch_prob_picks_cutmix_that_often():
 
 def test_targets_hold_the_ratio_on_the_own_label_and_the_rest_on_the_mirror_label():
   labels = jnp.array([0, 1, 2, 3, 3, 2, 9, 5])
-  targets = np.asarray(mixup.targets(labels, jnp.float32(0.7), 10))
+  targets = np.asarray(mixup.targets(labels, mixup.partners(labels), jnp.float32(0.7), 10))
   np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)
   assert targets[0, 0] == pytest.approx(0.7) and targets[0, 5] == pytest.approx(0.3)
   assert targets[3, 3] == pytest.approx(1.0)  # mixed with an image of the same class
@@ -87,7 +87,8 @@ def test_sigmoid_loss_is_the_mean_binary_cross_entropy_of_smoothed_targets():
   got = train.cross_entropy(jnp.asarray(logits), jnp.asarray(labels), smoothing, 'sigmoid_xent')
   np.testing.assert_allclose(got, expected, rtol=1e-5)
   # Soft targets (mixup) are taken as they are, then smoothed the same way.
-  soft = np.asarray(mixup.targets(jnp.asarray(labels), jnp.float32(0.6), 10))
+  labels = jnp.asarray(labels)
+  soft = np.asarray(mixup.targets(labels, mixup.partners(labels), jnp.float32(0.6), 10))
   soft_smoothed = (1 - smoothing) * soft + smoothing / 10
   expected = np.mean(
     soft_smoothed * np.log1p(np.exp(-z)) + (1 - soft_smoothed) * np.log1p(np.exp(z)), axis=1

@@ -240,6 +240,67 @@ def test_lars_equals_optax_lars_without_stacked_blocks():
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+def _lamb_config(weight_decay_bn_and_bias: bool):
+  config = default.get_config()
+  config.optimizer, config.weight_decay = 'lamb', 0.02
+  config.weight_decay_bn_and_bias = weight_decay_bn_and_bias
+  return config
+
+
+def _updated(tx, state, params, grads):
+  for g in grads:
+    updates, state = jax.jit(tx.update)(g, state, params)
+    params = optax.apply_updates(params, updates)
+  return params
+
+
+def test_lamb_equals_optax_lamb_without_stacked_blocks():
+  rng = np.random.default_rng(2)
+  params = {
+    'conv': {'kernel': rng.standard_normal((3, 3, 2, 4)).astype(np.float32)},
+    'bn': {'scale': np.ones(4, np.float32), 'bias': np.zeros(4, np.float32)},
+    'head': {'kernel': rng.standard_normal((4, 5)).astype(np.float32)},
+  }
+  grads = [
+    jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32), params)
+    for _ in range(2)
+  ]
+  tx = optim.create_optimizer(_lamb_config(True))
+  ours = _updated(tx, optim.set_learning_rate(tx.init(params), np.float32(0.01)), params, grads)
+  reference = optax.lamb(0.01, weight_decay=0.02)
+  theirs = _updated(reference, reference.init(params), params, grads)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_lamb_trust_ratio_is_per_block_and_skips_parameters_without_decay():
+  """A stacked kernel's blocks each move by lr * |w_block| (the first step's Adam update has
+  norm 1 per element); BN parameters, out of weight decay, get the plain Adam step."""
+  rng = np.random.default_rng(3)
+  params = {
+    'run': {'conv': {'kernel': rng.standard_normal((3, 3, 3, 2, 4)).astype(np.float32)}},
+    'bn': {'scale': np.ones((3, 4), np.float32)},
+  }
+  grads = jax.tree.map(lambda x: rng.standard_normal(x.shape).astype(np.float32), params)
+  config = _lamb_config(False)
+  config.weight_decay = 0.0
+  tx = optim.create_optimizer(config)
+  state = optim.set_learning_rate(tx.init(params), np.float32(0.01))
+  updates, _ = jax.jit(tx.update)(grads, state, params)
+  kernel, grad = params['run']['conv']['kernel'], grads['run']['conv']['kernel']
+  adam = grad / (np.abs(grad) + 1e-6)  # first step: m / sqrt(v) = g / |g|
+  for block in range(3):
+    ratio = np.linalg.norm(kernel[block]) / np.linalg.norm(adam[block])
+    np.testing.assert_allclose(
+      updates['run']['conv']['kernel'][block], -0.01 * ratio * adam[block], rtol=1e-5
+    )
+  np.testing.assert_allclose(
+    updates['bn']['scale'],
+    -0.01 * grads['bn']['scale'] / (np.abs(grads['bn']['scale']) + 1e-6),
+    rtol=1e-5,
+  )
+
+
 def _batchnorm_and_bias_paths(name, **kwargs):
   """Parameter paths of every BatchNorm module (found by intercepting their calls) and biases."""
   model = models.create_model(name, num_classes=10, **kwargs)
@@ -289,7 +350,7 @@ def test_masked_parameters_get_no_weight_decay(optimizer):
   ('field', 'value', 'valid'),
   [
     ('schedule', 'linear', "'step', 'cosine', 'constant', 'polynomial'"),
-    ('optimizer', 'adam', "'sgd', 'lars', 'adamw'"),
+    ('optimizer', 'adam', "'sgd', 'lars', 'adamw', 'lamb'"),
     ('schedule_unit', 'epoch', "'steps', 'epochs'"),
   ],
 )

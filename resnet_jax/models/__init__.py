@@ -432,7 +432,15 @@ def _keyword_options(function: Callable) -> set[str]:
 
 
 # Fields of the network that are options (the plan sets the others).
-NETWORK_OPTIONS = ('num_classes', 'dropout_rate', 'dtype', 'unroll', 'remat', 'bn_group_size')
+NETWORK_OPTIONS = (
+  'num_classes',
+  'dropout_rate',
+  'dtype',
+  'unroll',
+  'remat',
+  'bn_group_size',
+  'stochastic_depth_rate',
+)
 
 _IMAGENET = (18, 34, 50, 101, 152, 200)
 _RESGROUP = (50, 101, 152)

@@ -268,29 +268,60 @@ class ResidualBlock(nn.Module):
   def shortcut(self, x: jax.Array) -> jax.Array:
     return shortcut_path(x, self.shortcut_kind, self.features, self.strides, self.conv, self.norm)
 
+  def drop_path(self, y: jax.Array, rate: float | jax.Array) -> jax.Array:
+    """Stochastic depth (Huang et al. 2016) of the residual branch `y`: in training, zero for
+    each image with probability `rate`, else scaled by 1 / (1 - rate), so that its expectation
+    is `y`; `y` itself at evaluation and at rate 0 (no random numbers drawn, the program as
+    without). Each block drops its branch just before the sum with the shortcut, after the
+    branch's last layer (its last BN, or ReLU in `ReLUBeforeAdditionBlock`, or convolution where
+    the branch ends with one); whatever acts after the sum (the ReLU of post-activation blocks,
+    BN-ReLU of `BNAfterAdditionBlock` and of ResStage end blocks) acts on the sum as always.
+    `rate` may be traced: a stacked run of blocks scans over its blocks' rates.
+    """
+    if not self.train or (isinstance(rate, float | int) and rate == 0):
+      return y
+    if self.shortcut_kind == 'none':
+      raise errors.ConfigError(
+        'stochastic_depth_rate > 0 drops residual branches down to their shortcut, and the plain '
+        "networks (shortcut='none') have none: use 0, or a network with shortcuts."
+      )
+    # One draw per image, sharded as the batch (see `Dropout`).
+    sharding = jax.typeof(y[:, 0, 0, 0]).sharding
+    keep = jax.random.bernoulli(
+      self.make_rng('dropout'), 1 - rate, y.shape[:1], out_sharding=sharding
+    )
+    scale = jnp.where(keep, 1 / (1 - rate), 0).astype(y.dtype)
+    return y * scale[:, None, None, None]
+
 
 class PostActBlock(ResidualBlock):
-  """He 2015: each convolution is followed by BN; ReLU after all but the last, and after the sum."""
+  """He 2015: each convolution is followed by BN; ReLU after all but the last, and after the sum.
+
+  `drop_rate`, here and in every block: the stochastic depth rate of the branch (`drop_path`).
+  """
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.act(self.last_norm(self.conv_norm_act(x)) + self.shortcut(x))
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
+    y = self.drop_path(self.last_norm(self.conv_norm_act(x)), drop_rate)
+    return self.act(y + self.shortcut(x))
 
 
 class BNAfterAdditionBlock(ResidualBlock):
   """He 2016 Fig. 4(b): conv-BN-ReLU ... conv, add, then BN and ReLU after the sum (`bn{n}`)."""
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.act(self.last_norm(self.conv_norm_act(x) + self.shortcut(x)))
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
+    y = self.drop_path(self.conv_norm_act(x), drop_rate)
+    return self.act(self.last_norm(y + self.shortcut(x)))
 
 
 class ReLUBeforeAdditionBlock(ResidualBlock):
   """He 2016 Fig. 4(c): conv-BN-ReLU ... conv-BN-ReLU, then add; nothing after the sum."""
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    return self.act(self.last_norm(self.conv_norm_act(x))) + self.shortcut(x)
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
+    y = self.drop_path(self.act(self.last_norm(self.conv_norm_act(x))), drop_rate)
+    return y + self.shortcut(x)
 
 
 class ReLUPreActBlock(ResidualBlock):
@@ -302,10 +333,11 @@ class ReLUPreActBlock(ResidualBlock):
   """
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
     y = self.act(x)
     projects = self.shortcut_kind in PROJECTIONS
-    return self.last_norm(self.conv_norm_act(y)) + self.shortcut(y if projects else x)
+    branch = self.drop_path(self.last_norm(self.conv_norm_act(y)), drop_rate)
+    return branch + self.shortcut(y if projects else x)
 
 
 Modulation = Literal[
@@ -346,8 +378,8 @@ class ModulatedShortcutBlock(ResidualBlock):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    h, f = self.shortcut(x), self.last_norm(self.conv_norm_act(x))
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
+    h, f = self.shortcut(x), self.drop_path(self.last_norm(self.conv_norm_act(x)), drop_rate)
     if self.modulation == 'constant_scaling':
       return self.act(self.shortcut_scale * h + self.residual_scale * f)
     if self.modulation in ('dropout', 'inverted_dropout'):
@@ -383,7 +415,7 @@ class PreActBlock(ResidualBlock):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
     if self.preact == 'shared':
       x = self.act(self.norm(name='bn1')(x))
     y = x
@@ -391,7 +423,7 @@ class PreActBlock(ResidualBlock):
       if i > 1 or self.preact == 'residual':
         y = self.act(self.norm(name=f'bn{i}')(y))
       y = self.conv(features, kernel_size, strides, groups, name=f'conv{i}')(y)
-    return y + self.shortcut(x)
+    return self.drop_path(y, drop_rate) + self.shortcut(x)
 
 
 Position = Literal['start', 'middle', 'end']
@@ -404,6 +436,9 @@ class StageBlock(ResidualBlock):
     start:  conv-BN-ReLU ... conv-BN, add the (projection) shortcut; no ReLU after the sum.
     middle: [bn0]-ReLU-conv-BN-ReLU ... conv, add the identity.
     end:    as middle, then BN-ReLU after the sum.
+
+  Stochastic depth drops the branch before the sum: after a start block's last BN, after the
+  last convolution of middle and end blocks; an end block's BN-ReLU after the sum always acts.
 
   The first middle block has no `bn0` (`bn0=False`): its input comes from the start block, which
   ends with BN. So does an end block that directly follows the start block (two-block stages).
@@ -428,7 +463,7 @@ class StageBlock(ResidualBlock):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, drop_rate: float | jax.Array = 0.0) -> jax.Array:
     identity = y = x
     if self.position != 'start':
       y = self.act(self.norm(name='bn0')(x) if self.bn0 else x)
@@ -437,5 +472,5 @@ class StageBlock(ResidualBlock):
     y = self.conv_norm_act(y)
     if self.position == 'start':
       y = self.last_norm(y)
-    y = y + self.shortcut(identity)
+    y = self.drop_path(y, drop_rate) + self.shortcut(identity)
     return self.act(self.last_norm(y)) if self.position == 'end' else y

@@ -107,11 +107,14 @@ def stack_blocks(
   length: int,
   unroll: int | bool | None = None,
   remat: bool = False,
+  drop_rates: jax.Array | None = None,
 ) -> jax.Array:
   """Applies `length` copies of `block` (same structure, own parameters) one after another.
 
   `block` is an unbound module whose `__call__(x)` returns an array shaped like `x`. Its
-  variables get a leading axis of size `length`. `remat` recomputes each block's activations in
+  variables get a leading axis of size `length`. `drop_rates` (one per block) are scanned over
+  as an input, `__call__(x, drop_rate)`: the stochastic depth rates differ from block to block
+  while the body stays one program. `remat` recomputes each block's activations in
   the backward pass instead of storing them (`nn.remat`), trading compute for memory.
 
   'intermediates' (Flax's `capture_intermediates` and `sow`) are stacked the same way, so that
@@ -122,8 +125,8 @@ def stack_blocks(
   if unroll is None:
     unroll = True if length <= MAX_UNROLLED_BLOCKS else 1
 
-  def body(module: nn.Module, carry: jax.Array, _) -> tuple[jax.Array, None]:
-    return module(carry), None
+  def body(module: nn.Module, carry: jax.Array, rate: jax.Array | None) -> tuple[jax.Array, None]:
+    return (module(carry) if rate is None else module(carry, rate)), None
 
   if remat:
     body = nn.remat(body, prevent_cse=False)
@@ -134,7 +137,7 @@ def stack_blocks(
     length=length,
     unroll=unroll,
   )
-  return scan(block, x, None)[0]
+  return scan(block, x, drop_rates)[0]
 
 
 class Stage(nn.Module):
@@ -147,10 +150,12 @@ class Stage(nn.Module):
   train: bool
   unroll: int | bool | None = None
   remat: bool = False
+  drop_rates: tuple[float, ...] = ()  # stochastic depth rate of each block; empty: none
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     p, strides = self.plan, self.plan.strides
+    rates = list(self.drop_rates or (0.0,) * p.num_blocks)
     for run in p.runs:
       block = functools.partial(
         run.block,
@@ -163,10 +168,12 @@ class Stage(nn.Module):
         groups=p.groups,
       )
       if run.count is None:
-        x = block(strides=strides, name=run.name)(x)
+        x = block(strides=strides, name=run.name)(x, rates.pop(0))
         strides = 1
       elif run.count > 0:
-        x = stack_blocks(block(name=run.name), x, run.count, self.unroll, self.remat)
+        run_rates = [rates.pop(0) for _ in range(run.count)]
+        scanned = jnp.asarray(run_rates, jnp.float32) if self.drop_rates else None
+        x = stack_blocks(block(name=run.name), x, run.count, self.unroll, self.remat, scanned)
     return x
 
 
@@ -187,6 +194,30 @@ class ResNet(nn.Module):
   unroll: int | bool | None = None
   remat: bool = False
   bn_group_size: int = 0  # images per BatchNorm statistics group in training; 0: the batch
+  stochastic_depth_rate: float = 0.0  # the last block's; see `drop_rates`
+
+  def __post_init__(self):
+    if not 0 <= self.stochastic_depth_rate < 1:
+      raise errors.ConfigError(
+        f'stochastic_depth_rate={self.stochastic_depth_rate!r} must be in [0, 1): the '
+        "probability that the last residual block's branch is dropped in training (Huang et al. "
+        '2016 use 0.5), or 0 for none.'
+      )
+    super().__post_init__()
+
+  def drop_rates(self) -> list[tuple[float, ...]]:
+    """Per stage, the stochastic depth rate of each block: l / L * stochastic_depth_rate for
+    block l of the network's L blocks (Huang et al. 2016's linear decay rule), from the first
+    block's small rate to the last block's `stochastic_depth_rate`; empty tuples when off."""
+    if not self.stochastic_depth_rate:
+      return [() for _ in self.stages]
+    total = sum(plan.num_blocks for plan in self.stages)
+    rates, first = [], 1
+    for plan in self.stages:
+      blocks = range(first, first + plan.num_blocks)
+      rates.append(tuple(index / total * self.stochastic_depth_rate for index in blocks))
+      first += plan.num_blocks
+    return rates
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
@@ -199,8 +230,10 @@ class ResNet(nn.Module):
       x = act(norm(name=STEM_BN)(x))
     if stem.pool:
       x = max_pool(x)
-    for i, plan in enumerate(self.stages):
-      stage = Stage(plan, conv, norm, act, train, self.unroll, self.remat, name=stage_name(i))
+    for i, (plan, rates) in enumerate(zip(self.stages, self.drop_rates(), strict=True)):
+      stage = Stage(
+        plan, conv, norm, act, train, self.unroll, self.remat, rates, name=stage_name(i)
+      )
       x = stage(x)
     if self.final_norm:
       x = norm(name=FINAL_BN)(x)
