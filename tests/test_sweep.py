@@ -19,6 +19,8 @@ SHIPPED = {
   'digits_ablation': 3 * 2 * 3,  # families x depths x seeds
   'cifar10_shortcuts': 2 * 3 * 3,  # depths x options x seeds
   'degradation_digits': 3 * 2 * 3,  # depths x plain/ResNet x seeds
+  'recipes_digits': 8 * 2 * 3,  # option sets x models x seeds
+  'recipes_imagenet': 3 * 2 * 3,  # recipes x models x seeds
   # The paper sweeps; tests/test_paper_sweeps.py checks their recipes and networks.
   'he2015_table2_plain_vs_resnet_imagenet': 4,
   'he2015_fig6_cifar_plain_vs_resnet': 2 * 5,  # plain and ResNet x depths
