@@ -58,15 +58,18 @@ def write_folder(root: str, num_train: int, seed: int = 0) -> None:
       tf.io.write_file(os.path.join(folder, f'{i:05d}.jpg'), jpeg)
 
 
-def rate(batches, seconds: float) -> float:
-  """Images/s of an iterator of batches (dicts with 'image', or arrays), after two batches."""
+def rate(batches, seconds: float) -> tuple[float, float]:
+  """(Images/s, CPU ms per image) of an iterator of batches (dicts with 'image', or arrays),
+  after two batches. The CPU time is this process's, all threads: on a loaded machine it is
+  what a core of its own would take, where images/s is what the share of the cores it got
+  gave."""
   for _ in range(2):
     next(batches)
-  count, start = 0, time.perf_counter()
+  count, start, cpu = 0, time.perf_counter(), time.process_time()
   while time.perf_counter() - start < seconds:
     batch = next(batches)
     count += len(batch['image'] if isinstance(batch, dict) else batch)
-  return count / (time.perf_counter() - start)
+  return count / (time.perf_counter() - start), 1e3 * (time.process_time() - cpu) / count
 
 
 def _config(folder: str):
@@ -147,10 +150,13 @@ def measure(folder: str, seconds: float) -> dict[str, float]:
 
   rates['eval, whole image, float32 (before)'] = run(evals, whole_image_eval)
   start_pass, _ = input_pipeline.eval_batches(builder, config, BATCH, [eval_image])
-  count, start = 0, time.perf_counter()
+  count, start, cpu = 0, time.perf_counter(), time.process_time()
   for batch in start_pass():
     count += int(batch['mask'].sum())
-  rates[f'eval_batches, one pass of {count} images'] = count / (time.perf_counter() - start)
+  rates[f'eval_batches, one pass of {count} images'] = (
+    count / (time.perf_counter() - start),
+    1e3 * (time.process_time() - cpu) / count,
+  )
 
   image = tf.zeros([SIZE, SIZE, 3], tf.uint8)
   for dtype in (tf.uint8, tf.float32):
@@ -160,29 +166,33 @@ def measure(folder: str, seconds: float) -> dict[str, float]:
   return rates
 
 
-def markdown(rates: dict[str, float], cores: int) -> str:
+def markdown(rates: dict[str, tuple[float, float]], cores: int) -> str:
   lines = [
     f'{cores} core(s), batches of {BATCH} at {SIZE} px; medians of {FLAGS.rounds} rounds, load '
-    f'average {os.getloadavg()[0]:.1f} at the end',
+    f'average {os.getloadavg()[0]:.1f} at the end. img/s: wall clock, what the share of the '
+    'cores the pipeline got gave; CPU ms: its CPU time per image, all threads (and worker '
+    'processes); img/s per busy core: 1000 / CPU ms.',
     '',
-    '| pipeline | img/s | img/s per core | core-ms per image |',
-    '|---|---|---|---|',
+    '| pipeline | img/s | img/s per core | CPU ms per image | img/s per busy core |',
+    '|---|---|---|---|---|',
   ]
-  for name, value in rates.items():
-    lines.append(f'| {name} | {value:,.0f} | {value / cores:,.0f} | {1e3 * cores / value:.2f} |')
+  for name, (value, cpu_ms) in rates.items():
+    lines.append(
+      f'| {name} | {value:,.0f} | {value / cores:,.0f} | {cpu_ms:.2f} | {1e3 / cpu_ms:,.0f} |'
+    )
   lines += [
     '',
-    '| where the time goes, core-ms per image | decode | resize | rest |',
+    '| where the time goes, CPU ms per image | decode | resize | rest |',
     '|---|---|---|---|',
   ]
   for which in ('train', 'eval'):
-    decode = cores / rates[f'{which} decode']
-    resize = cores / rates[f'{which} decode+resize'] - decode
-    rest = cores / rates[which] - decode - resize
+    decode = rates[f'{which} decode'][1]
+    resize = rates[f'{which} decode+resize'][1] - decode
+    rest = rates[which][1] - decode - resize
     total = decode + resize + rest
     lines.append(
-      f'| {which} | {1e3 * decode:.2f} ({decode / total:.0%}) | {1e3 * resize:.2f} '
-      f'({resize / total:.0%}) | {1e3 * rest:.2f} ({rest / total:.0%}) |'
+      f'| {which} | {decode:.2f} ({decode / total:.0%}) | {resize:.2f} ({resize / total:.0%}) '
+      f'| {rest:.2f} ({rest / total:.0%}) |'
     )
   return '\n'.join(lines)
 
@@ -205,7 +215,10 @@ def main(argv):
         command = [FLAGS.torch_python, script, f'--folder={folder}', f'--seconds={FLAGS.seconds}']
         output = subprocess.run([*command, '--json'], check=True, capture_output=True, text=True)
         rounds[-1] |= json.loads(output.stdout.splitlines()[-1])
-  medians = {name: statistics.median(r[name] for r in rounds) for name in rounds[0]}
+  medians = {
+    name: tuple(statistics.median(r[name][i] for r in rounds) for i in range(2))
+    for name in rounds[0]
+  }
   print(markdown(medians, cores), flush=True)
 
 
