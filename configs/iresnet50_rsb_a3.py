@@ -1,4 +1,4 @@
-"""iResNet-50 (Duta et al. 2020) under timm's "ResNet strikes back" A3 recipe (`resnet50_rsb_a3.py`).
+"""iResNet-50 (Duta et al. 2020) under timm's "ResNet strikes back" A3 (`resnet50_rsb_a3.py`).
 
 Every field of the recipe as ResNet-50 trains with it; only the network differs. No published
 number for this pair.

@@ -27,33 +27,47 @@ def _meshes() -> dict[int, Mesh]:
 
 
 def train_runs() -> dict[str, np.ndarray]:
-  """Three shipped train steps on 32 uint8 images normalised on the devices, BatchNorm over the
-  global batch (group 0) and over groups of 2 (two in each device's 4 images): parameters,
-  statistics and the last loss."""
+  """Three shipped train steps on 32 images, BatchNorm over the global batch (group 0) and over
+  groups of 2 (two in each device's 4 images); and of uint8 images normalised on the devices
+  ('uint8') and the same normalised on the host: parameters, statistics and the last loss."""
   config = quickstart.get_config()
-  normalization = normalize.Normalization((80.0,), (90.0,))
   rng = np.random.default_rng(0)
   batches = [
     {
-      'image': rng.integers(0, 256, (32, 8, 8, 1), dtype=np.uint8),
+      'image': rng.standard_normal((32, 8, 8, 1), dtype=np.float32),
       'label': rng.integers(0, 10, 32).astype(np.int32),
     }
     for _ in range(3)
   ]
+  # The same images as pixels 128 + 32 x, rounded: the normalisation on the devices undoes it.
+  pixels = [
+    {**b, 'image': np.clip(np.round(128 + 32 * b['image']), 0, 255).astype(np.uint8)}
+    for b in batches
+  ]
+  runs = {
+    'group0': (0, batches, None),
+    'group2': (2, batches, None),
+    'uint8': (0, pixels, normalize.Normalization((128.0,), (32.0,))),
+    'host_normalised': (
+      0,
+      [{**b, 'image': (b['image'] - np.float32(128)) / 32} for b in pixels],
+      None,
+    ),
+  }
   out = {}
-  for group in (0, 2):
+  for run, (group, run_batches, normalization) in runs.items():
     config.bn_group_size = group
     model, tx = train.create_model(config), optim.create_optimizer(config)
     for n, mesh in _meshes().items():
       replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
       state = train.create_train_state(model, tx, jax.random.key(0), (1, 8, 8, 1), replicated)
       step = train.jit_train_step(config, mesh, normalization)
-      for batch in batches:
+      for batch in run_batches:
         batch = jax.device_put(batch, sharded)
         state, metrics = step(state, batch, jax.random.key(1), np.float32(0.1))
       arrays = {'params': state.params, 'batch_stats': state.batch_stats, 'loss': metrics['loss']}
       for name, value in traverse_util.flatten_dict(jax.device_get(arrays), sep='/').items():
-        out[f'group{group}/{n}/{name}'] = np.asarray(value)
+        out[f'{run}/{n}/{name}'] = np.asarray(value)
   return out
 
 

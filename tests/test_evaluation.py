@@ -11,7 +11,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from configs import quickstart
-from resnet_jax import data, datasets, evaluation, fake_data, models, train
+from resnet_jax import data, datasets, evaluation, fake_data, models, normalize, train
 
 
 @pytest.fixture(scope='module')
@@ -306,7 +306,13 @@ def test_whole_image_multiscale_classifies_each_whole_image_at_each_size(tmp_pat
       config.eval_max_aspect = aspect
       start_pass, _ = input_pipeline.eval_batches(builder, config, 8, datasets.eval_images(config))
       batches[aspect] = next(iter(start_pass()))
+    spec = input_pipeline.dataset_spec(builder, config)
   whole, square = batches[2.0], batches[1.0]
+  # The network's input, as the eval step makes it of the uint8 images.
+  whole_input, square_input = (
+    normalize.images(b['image'], normalize.Normalization(spec.mean, spec.std))
+    for b in (whole, square)
+  )
   assert [x.shape[1:3] for x in whole['image']] == [(32, 32), (48, 48)]
   assert len({tuple(s) for s in whole['size'][0]}) > 1  # Images of several shapes.
 
@@ -315,22 +321,23 @@ def test_whole_image_multiscale_classifies_each_whole_image_at_each_size(tmp_pat
     model, optax.sgd(0.1), jax.random.key(0), (1, 16, 16, 3), NamedSharding(train.make_mesh(), P())
   )
   apply = _perturbed(state)
-  got = jnp.exp(evaluation.log_probabilities(apply, whole['image'], 'multiscale', 0, whole['size']))
+  got = jnp.exp(evaluation.log_probabilities(apply, whole_input, 'multiscale', 0, whole['size']))
   expected = []
   for i in range(4):  # Each image shape compiles the network anew.
     views = []
-    for canvas, sizes, side, centre in zip(
-      whole['image'], whole['size'], (16, 24), square['image'], strict=True
+    for canvas, network_input, sizes, side, centre in zip(
+      whole['image'], whole_input, whole['size'], (16, 24), square['image'], strict=True
     ):
       h, w = sizes[i]
-      image = canvas[i, :h, :w]
       top, left = (h - side) // 2, (w - side) // 2
-      # The pipeline's whole image is the one its central square was cut from.
-      np.testing.assert_allclose(image[top : top + side, left : left + side], centre[i], atol=1e-5)
-      views.append(jax.nn.softmax(apply(image[None])[0]))
+      # The pipeline's whole image is the one its central square was cut from: the same float
+      # pixels, from two windows, rounded to uint8 (one grey level apart at a .5 tie).
+      kept = canvas[i, top : top + side, left : left + side].astype(int)
+      np.testing.assert_allclose(kept, centre[i].astype(int), atol=1)
+      views.append(jax.nn.softmax(apply(network_input[i, :h, :w][None])[0]))
     expected.append(np.mean(views, axis=0))
   np.testing.assert_allclose(got[:4], np.stack(expected), rtol=1e-4, atol=1e-6)
-  central = jnp.exp(evaluation.log_probabilities(apply, square['image'], 'multiscale', 0))
+  central = jnp.exp(evaluation.log_probabilities(apply, square_input, 'multiscale', 0))
   assert not np.allclose(got, central, atol=1e-3)
 
 

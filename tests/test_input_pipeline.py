@@ -319,7 +319,7 @@ def test_torchvision_crop_sampler_matches_torchvision_algorithm(height, width):
     strict=True,
   ):
     assert _ks(g, r) < 0.02, name
-  # The test tells the samplers apart: TF's crops are smaller (issue 22: KS 0.11 over 5,000).
+  # The test tells the samplers apart: TF's crops are smaller (KS 0.11 over 5,000).
   inception = _pipeline_windows(height, width, 5_000, 'inception')
   area = _area_and_aspect(inception, height, width)[0]
   assert _ks(area, _area_and_aspect(reference, height, width)[0]) > 0.05
@@ -428,3 +428,23 @@ def test_a_small_streamed_dataset_builds_one_pipeline_for_many_epochs(digits_con
     got = next(resumed)
     np.testing.assert_array_equal(got['image'], expected['image'])
     np.testing.assert_array_equal(got['label'], expected['label'])
+
+
+@pytest.mark.slow
+def test_the_input_pipeline_benchmark_prints_every_rate_and_the_split():
+  """`python -m benchmarks.input_pipeline` on a generated folder (no torchvision here)."""
+  command = [sys.executable, '-m', 'benchmarks.input_pipeline', '--images=130', '--seconds=0.2']
+  command += ['--rounds=1', '--threads=1']
+  output = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True).stdout
+  assert output.startswith('1 core(s), batches of 128 at 224 px')
+  rows = {line.split(' | ')[0][2:]: line for line in output.splitlines() if line.startswith('| ')}
+  for name in (
+    'train',
+    'train_batches, 130-image folder',
+    'eval',
+    'eval_batches, one pass of 65 images',
+    'batching only, uint8',
+    'batching only, float32',
+  ):
+    assert name in rows
+  assert 'decode' in rows['where the time goes, CPU ms per image']
