@@ -190,8 +190,14 @@ def _si(count: float) -> str:
   return f'{count:.0f}'
 
 
-def _error(run: dict[str, Any], metric: str = 'top1') -> float:
-  return 100 * (1 - run['eval'][metric])
+def _error(run: dict[str, Any], metric: str = 'top1', weights: str = 'eval') -> float:
+  """Test error (%) of the weights (`weights='eval'`) or of their moving average ('ema_eval')."""
+  return 100 * (1 - run[weights][metric])
+
+
+def ema_error(run: dict[str, Any]) -> float | None:
+  """Top-1 error (%) of the moving average of the weights; None for a run that kept none."""
+  return _error(run, 'top1', 'ema_eval') if 'ema_eval' in run else None
 
 
 def train_error(run: dict[str, Any]) -> float | None:
@@ -205,6 +211,7 @@ def train_error(run: dict[str, Any]) -> float | None:
 def write_csv(path: epath.Path, runs: Sequence[dict[str, Any]], fields: Sequence[str]) -> None:
   columns = ['name', 'model', 'dataset', *fields, 'seed', 'step', 'num_train_steps']
   columns += ['num_params', 'macs', 'eval_loss', 'top1_error', 'top5_error', 'train_error']
+  columns += ['ema_top1_error']
   columns += ['wall_time_s']
   text = io.StringIO(newline='')
   writer = csv.DictWriter(text, columns)
@@ -223,6 +230,7 @@ def write_csv(path: epath.Path, runs: Sequence[dict[str, Any]], fields: Sequence
       'top1_error': _error(run, 'top1'),
       'top5_error': _error(run, 'top5'),
       'train_error': train_error(run),
+      'ema_top1_error': ema_error(run),
       'wall_time_s': run['wall_time_s'],
     }
     writer.writerow(row)
@@ -252,6 +260,8 @@ def markdown_table(
   header += ['top-5 error (%)'] * top5
   train = all(train_error(run) is not None for run in runs)
   header += ['train error (%)'] * train
+  ema = any(ema_error(run) is not None for run in runs)
+  header += ['EMA top-1 error (%)'] * ema
   lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
   for key, group in variants:
     row = [key[0], *(str(group[0]['flat_config'].get(f)) for f in fields)]
@@ -267,6 +277,9 @@ def markdown_table(
       row.append(_pm([_error(run, 'top5') for run in group]))
     if train:
       row.append(_pm([train_error(run) for run in group]))
+    if ema:
+      averaged = [ema_error(run) for run in group if ema_error(run) is not None]
+      row.append(_pm(averaged) if averaged else '')
     lines.append('| ' + ' | '.join(row) + ' |')
   datasets = sorted({run['dataset'] for run in runs})
   steps = sorted({run['step'] for run in runs})
@@ -275,6 +288,7 @@ def markdown_table(
     f'{", ".join(datasets)}, {"/".join(map(str, steps))} steps; error on the '
     f'{runs[0]["flat_config"]["eval_split"]} split after the last step'
     + (', training error over the last log window' if train else '')
+    + (', EMA: the moving average of the weights' if ema else '')
     + ', mean ± sample std, median'
     + ' and best (lowest)' * (statistic == 'best')
     + ' over seeds'

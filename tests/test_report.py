@@ -161,6 +161,26 @@ def test_a_recipe_stands_for_the_fields_it_sets(tmp_path):
   assert report.varied_fields(runs) == ['batch_size', 'learning_rate', 'weight_decay']
 
 
+def test_the_moving_average_has_its_own_column(tmp_path):
+  """Runs that keep an EMA of the weights show its error beside the weights'; others none."""
+  for ema, seed in ((0.0, 0), (0.99, 0), (0.99, 1)):
+    name = f'ema_decay={ema}-seed={seed}'
+    write_run(tmp_path, name, 'cifar_resnet20', seed, 0.9, ema_decay=ema)
+    if ema:
+      summary_path = tmp_path / name / 'summary.json'
+      summary = json.loads(summary_path.read_text())
+      summary['ema_eval'] = {'loss': 0.4, 'top1': 0.95 - 0.01 * seed, 'top5': 1.0}
+      summary_path.write_text(json.dumps(summary))
+  report.write_report(str(tmp_path))
+  table = (tmp_path / 'results.md').read_text()
+  assert 'EMA top-1 error (%)' in table.splitlines()[0]
+  last_cell = [line.split('|')[-2].strip() for line in table.splitlines()[2:4]]
+  assert last_cell == ['', '5.50 ± 0.71']  # The run without an average has none.
+  rows = list(csv.DictReader(open(tmp_path / 'results.csv')))
+  assert rows[0]['ema_top1_error'] == ''
+  assert [round(float(r['ema_top1_error']), 6) for r in rows[1:]] == [5.0, 6.0]
+
+
 def test_train_error_is_the_last_log_window(tmp_path):
   """He 2015's degradation is a training error: the table shows the last window's, per seed."""
   for seed, last in enumerate((0.9, 0.8)):
