@@ -10,6 +10,7 @@ bucket, e.g. gs://bucket/sweep) and writes there:
                 it), and the training error of the last log window, which is what He 2015's
                 degradation plots (Fig. 1, 4, 6) compare
   curves.png    test error (bold) and training error (thin) against steps, per variant
+  variants.png  final test error of each variant, seeds and mean (when options vary)
   depth.png     final test error against depth, per model family (when depth varies)
 
 and with --responses, He 2015's Fig. 7 (see `resnet_jax.responses`) from each run's newest
@@ -39,6 +40,7 @@ import io
 import json
 import statistics
 import sys
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -299,9 +301,17 @@ def markdown_table(
   return '\n'.join(lines) + '\n'
 
 
-def _variant_label(key: tuple, fields: Sequence[str]) -> str:
+def _usual_values(variants: Sequence[tuple[tuple, list]]) -> tuple:
+  """Each varied field's most frequent value among the variants (a sweep's baseline)."""
+  columns = list(zip(*(key[1:] for key, _ in variants), strict=True))
+  return tuple(max(column, key=column.count) for column in columns)
+
+
+def _variant_label(key: tuple, fields: Sequence[str], usual: tuple | None = None) -> str:
+  """The model and the fields of `key`; with `usual`, only those that differ from it."""
+  values = zip(fields, key[1:], usual or (None,) * len(fields), strict=True)
   return ' '.join(
-    [key[0]] + [f'{f.split(".")[-1]}={json.loads(v)}' for f, v in zip(fields, key[1:], strict=True)]
+    [key[0]] + [f'{f.split(".")[-1]}={json.loads(v)}' for f, v, u in values if v != u]
   )
 
 
@@ -327,12 +337,13 @@ def plot_curves(
   from matplotlib import ticker
 
   fig, ax = plt.subplots(figsize=(7, 4.5))
+  usual = _usual_values(variants)
   for i, (key, group) in enumerate(variants):
     color = f'C{i % 10}'
     steps, train = _mean_curve(group, 'train_top1')
     ax.plot(steps, train, color=color, linewidth=0.8, alpha=0.6)
     steps, test = _mean_curve(group, 'eval_top1')
-    ax.plot(steps, test, color=color, linewidth=2, label=_variant_label(key, fields))
+    ax.plot(steps, test, color=color, linewidth=2, label=_variant_label(key, fields, usual))
   ax.set_xlabel('training step')
   ax.set_ylabel('error (%)')
   # Log scale: the first steps (near 90% error) and the end (a few %) both stay readable.
@@ -358,6 +369,29 @@ def _write_png(fig, path: epath.Path) -> None:
   fig.savefig(png, format='png', dpi=120)
   plt.close(fig)
   path.write_bytes(png.getvalue())
+
+
+def plot_variants(
+  path: epath.Path, variants: Sequence[tuple[tuple, list]], fields: Sequence[str]
+) -> None:
+  """Final test error of each variant: every seed a dot, the mean a bar, so that a difference
+  can be read against the spread over seeds. Labels name what differs from the usual values."""
+  import matplotlib.pyplot as plt
+
+  usual = _usual_values(variants)
+  fig, ax = plt.subplots(figsize=(10, 1.2 + 0.4 * len(variants)))
+  for row, (_, group) in enumerate(variants):
+    errors = [_error(run) for run in group]
+    ax.plot(errors, [row] * len(errors), 'o', color='C0', alpha=0.6, markersize=4)
+    ax.plot([statistics.fmean(errors)] * 2, [row - 0.3, row + 0.3], color='C3', linewidth=2)
+  labels = [textwrap.fill(_variant_label(k, fields, usual), 60) for k, _ in variants]
+  ax.set_yticks(range(len(variants)), labels)
+  ax.tick_params(axis='y', labelsize='small')
+  ax.invert_yaxis()
+  ax.set_xlabel('test error (%): seeds (dots), mean (bar)')
+  ax.set_title(f'{_datasets(variants)}: final test error of each variant')
+  ax.grid(alpha=0.3, axis='x')
+  _write_png(fig, path)
 
 
 def plot_depth(
@@ -501,6 +535,9 @@ def write_report(
   if plots:
     written.append(root / 'curves.png')
     plot_curves(written[-1], variants, fields)
+    if fields:  # Options varied, not only networks: each variant's spread over seeds.
+      written.append(root / 'variants.png')
+      plot_variants(written[-1], variants, fields)
     if len({model_depth(run['model']) for run in runs}) > 1:
       written.append(root / 'depth.png')
       plot_depth(written[-1], variants, fields)

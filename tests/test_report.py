@@ -129,6 +129,7 @@ def test_varied_fields_become_columns(tmp_path):
       )
   written = report.write_report(str(tmp_path))
   assert not any(p.endswith('depth.png') for p in written)  # One depth: no depth plot.
+  assert any(p.endswith('variants.png') for p in written)  # Options vary: their spread.
   table = (tmp_path / 'results.md').read_text()
   assert table.splitlines()[0].startswith('| model | model_kwargs.shortcut | params |')
   assert '| cifar_resnet20 | A |' in table and '| 10.00 ± 0.00 |' in table
