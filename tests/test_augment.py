@@ -6,15 +6,12 @@ bin (made by make_augment_fixtures.py, see tests/fixtures/README.md); no PyTorch
 
 import math
 import os
-import signal
 
-import jax
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from configs import default
-from conftest import restore_checkpoint, run_main, wait_for_checkpoint
 from resnet_jax import augment, errors, input_pipeline, train
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'augment_ops.npz')
@@ -221,30 +218,3 @@ def test_randaugment_and_trivial_augment_together_is_a_config_error():
   config.randaugment_layers, config.trivial_augment = 2, True
   with pytest.raises(errors.ConfigError, match='set randaugment_layers=0 or trivial_augment'):
     train.check_config(config)
-
-
-@pytest.mark.slow
-def test_sigkill_then_resume_with_every_option_on_is_bit_identical(tmp_path, data_dir):
-  common = [
-    f'--config.data_dir={data_dir}',
-    '--config.num_train_steps=40',
-    '--config.checkpoint_every_steps=10',
-    '--config.randaugment_layers=2',
-    '--config.random_erasing=0.5',
-    '--config.mixup_alpha=0.2',
-    '--config.cutmix_alpha=1.0',
-    '--config.loss=sigmoid_xent',
-    '--config.label_smoothing=0.1',
-  ]
-  run_main(tmp_path / 'straight', *common)
-  killed = tmp_path / 'killed'
-  process = run_main(killed, *common, stdout=open(os.devnull, 'w'), stderr=open(os.devnull, 'w'))
-  wait_for_checkpoint(killed, 10, process)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  assert restore_checkpoint(killed)[0] < 40, 'the run finished before it was killed'
-  run_main(killed, *common)
-  (step_a, straight), (step_b, resumed) = map(restore_checkpoint, (tmp_path / 'straight', killed))
-  assert step_a == step_b == 40
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
-    np.testing.assert_array_equal(a, b)

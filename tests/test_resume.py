@@ -14,11 +14,10 @@ from conftest import restore_checkpoint, run_main, wait_for_checkpoint
 STEPS = ['--config.num_train_steps=60', '--config.checkpoint_every_steps=10']
 
 
-@pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
-  common = [f'--config.data_dir={data_dir}', *STEPS]
+def _straight_and_resumed(tmp_path, common):
+  """(Final state of a run never interrupted, final state of the same run killed with SIGKILL
+  after its step-10 checkpoint and rerun)."""
   run_main(tmp_path / 'straight', *common)
-
   killed = tmp_path / 'killed'
   process = run_main(killed, *common, stdout=open(os.devnull, 'w'), stderr=open(os.devnull, 'w'))
   wait_for_checkpoint(killed, 10, process)
@@ -27,48 +26,46 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
   interrupted_at, _ = restore_checkpoint(killed)
   assert interrupted_at < 60, 'the run finished before it was killed; nothing was resumed'
   run_main(killed, *common)
-
-  step_a, straight = restore_checkpoint(tmp_path / 'straight')
-  step_b, resumed = restore_checkpoint(killed)
+  (step_a, straight), (step_b, resumed) = map(restore_checkpoint, (tmp_path / 'straight', killed))
   assert step_a == step_b == 60
   leaves_a, leaves_b = jax.tree.leaves(straight), jax.tree.leaves(resumed)
   assert len(leaves_a) == len(leaves_b) > 0
   for a, b in zip(leaves_a, leaves_b, strict=True):
     np.testing.assert_array_equal(a, b)
+  return straight, resumed
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_bit_identical_with_ema_stochastic_depth_and_accumulation(
-  tmp_path, data_dir
-):
-  """The moving average is in the checkpoint, the drops are keyed by (seed, step) and the
-  micro-batches by the step's batch: a resumed run continues each of them exactly. Depth 26
-  gives iResNet a stacked run of middle blocks, whose rates are scanned over."""
-  common = [
-    f'--config.data_dir={data_dir}',
-    *STEPS,
-    '--config.depth=26',
-    '--config.ema_decay=0.9',
-    '--config.ema_every_steps=3',
-    '--config.stochastic_depth_rate=0.3',
-    '--config.grad_accum_steps=2',
-  ]
-  run_main(tmp_path / 'straight', *common)
-  killed = tmp_path / 'killed'
-  process = run_main(killed, *common, stdout=open(os.devnull, 'w'), stderr=open(os.devnull, 'w'))
-  wait_for_checkpoint(killed, 10, process)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
-  interrupted_at, _ = restore_checkpoint(killed)
-  assert interrupted_at < 60, 'the run finished before it was killed; nothing was resumed'
-  run_main(killed, *common)
+def test_sigkill_then_resume_is_bit_identical(tmp_path, data_dir):
+  _straight_and_resumed(tmp_path, [f'--config.data_dir={data_dir}', *STEPS])
 
-  step_a, straight = restore_checkpoint(tmp_path / 'straight')
-  step_b, resumed = restore_checkpoint(killed)
-  assert step_a == step_b == 60
-  assert jax.tree.leaves(straight['ema'])
-  for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed), strict=True):
-    np.testing.assert_array_equal(a, b)
+
+@pytest.mark.slow
+def test_sigkill_then_resume_with_every_recipe_option_on_is_bit_identical(tmp_path, data_dir):
+  """Every option of the later recipes at once: the augmentations and mixing are keyed by
+  (seed, example) and (seed, step), the drops by (seed, step), the micro-batches by the step's
+  batch, and the moving average is in the checkpoint. Depth 26 gives iResNet a stacked run of
+  middle blocks, whose drop rates are scanned over."""
+  straight, _ = _straight_and_resumed(
+    tmp_path,
+    [
+      f'--config.data_dir={data_dir}',
+      *STEPS,
+      '--config.depth=26',
+      '--config.randaugment_layers=2',
+      '--config.random_erasing=0.5',
+      '--config.mixup_alpha=0.2',
+      '--config.cutmix_alpha=1.0',
+      '--config.loss=sigmoid_xent',
+      '--config.label_smoothing=0.1',
+      '--config.ema_decay=0.9',
+      '--config.ema_every_steps=3',
+      '--config.stochastic_depth_rate=0.3',
+      '--config.grad_accum_steps=2',
+      '--config.optimizer=lamb',
+      '--config.learning_rate=0.005',
+    ],
+  )
   assert not np.array_equal(
     straight['ema']['params']['head']['kernel'], straight['params']['head']['kernel']
   )
