@@ -85,12 +85,12 @@ def measure(folder: str, seconds: float) -> dict[str, float]:
   """Images/s of each pipeline (keys as in `markdown`)."""
   import tensorflow as tf
 
-  from resnet_jax import data, input_pipeline
+  from resnet_jax import datasets, input_pipeline
 
   config = _config(folder)
   builder = input_pipeline.get_builder(config)
   spec = input_pipeline.dataset_spec(builder, config)
-  (eval_image,) = data.eval_images(config)
+  (eval_image,) = datasets.eval_images(config)
   rates = {}
 
   def examples(split):
