@@ -106,8 +106,6 @@ class ExtraSets:
   ) -> dict[str, dict[str, float]]:
     """Loss, top-1, top-5 and the number of images of each set, by 'name:split'."""
     results = {}
-    if not self.sets:
-      return results
     for name, split in self.sets:
       config = _set_config(self.config, name, split)
       builder = self.pipeline.get_builder(config)
